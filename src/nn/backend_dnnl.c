@@ -1,0 +1,926 @@
+/*
+ * The cpu backend: the optimised graph compiled into a fixed list of oneDNN
+ * primitives, created once at engine creation (they JIT-compile there).
+ *
+ * Layout: every 4-D activation uses one blocked layout (nChw16c on AVX-512,
+ * nChw8c otherwise), so no reorders run between layers.  Only the graph
+ * input is read in its plain NCHW form (the first convolution takes it
+ * directly) and outputs are written in the layout the model declares; an
+ * output that is Reshape([N,C,H*W]) -> Transpose(0,2,1) of a convolution is
+ * that convolution writing NHWC straight into the output buffer.
+ *
+ * Zero-copy tricks, each with a copying fallback when its conditions fail:
+ *  - Concat on channels: producers write into channel slices of the concat
+ *    buffer (with batch 1 and block-aligned channel offsets a slice of a
+ *    blocked tensor is itself a dense blocked tensor);
+ *  - residual Add fused as a `sum` post-op: the convolution writes into the
+ *    other operand's buffer when that operand has no later reader.
+ * Buffers are aliased through (root, offset) chains and packed into one
+ * arena by liveness.  Operators oneDNN does not cover run the reference
+ * kernels on plain copies, so every graph the loaders accept runs here.
+ */
+#include <oneapi/dnnl/dnnl.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/engine_internal.h"
+
+#define MAX_ARGS 8
+
+typedef struct {
+    size_t bytes;
+    int def, last;
+    int root;      /* buffer this one lives inside (itself when not aliased) */
+    size_t off;    /* byte offset inside root */
+    void *user;    /* fixed external memory (graph inputs/outputs) */
+    void *ptr;     /* resolved address */
+} buf_t;
+
+typedef struct {
+    int arg;
+    dnnl_memory_desc_t md;
+    int buf;
+} arg_t;
+
+typedef struct {
+    dnnl_primitive_t prim; /* NULL: reference kernel step */
+    int nargs;
+    arg_t args[MAX_ARGS];
+    dnnl_exec_arg_t exec[MAX_ARGS + 1];
+    dnnl_memory_t mems[MAX_ARGS];
+    const vx_node *node;   /* reference step */
+    int *in_bufs, *out_bufs;
+} step_t;
+
+typedef struct {
+    int act;        /* buffer of the blocked form, -1 */
+    int plain;      /* buffer of the dense NCHW form, -1 */
+    dnnl_memory_desc_t act_md, plain_md;
+    int direct_out; /* graph output slot written as NHWC by the producer, -1 */
+} tstate_t;
+
+typedef struct {
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    buf_t *bufs;
+    int nbufs, capbufs;
+    step_t *steps;
+    int nsteps, capsteps;
+    tstate_t *ts;
+    dnnl_format_tag_t act_tag;
+    int block;
+    uint8_t *arena;
+    size_t arena_bytes, scratch_bytes;
+    int scratch_buf;
+    char *skip;       /* nodes folded into others */
+    char *out_direct; /* graph outputs written directly by their producer */
+} dnnl_impl;
+
+#define DNNL_CHECK(call, what)                                                                                     \
+    do {                                                                                                           \
+        dnnl_status_t st_ = (call);                                                                                \
+        if (st_ != dnnl_success)                                                                                   \
+            return vx_fail(VX_ERR_BACKEND, "oneDNN: %s failed (status %d)", (what), (int)st_);                    \
+    } while (0)
+
+static int isa_block(void)
+{
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    return (isa & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core ? 16 : 8;
+}
+
+static const char *isa_name(void)
+{
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_sse41: return "sse41";
+    default: return "other";
+    }
+}
+
+int vx_nn_dnnl_available(const char **why)
+{
+    dnnl_engine_t e;
+    if (dnnl_engine_create(&e, dnnl_cpu, 0) != dnnl_success) {
+        if (why)
+            *why = "oneDNN could not create a CPU engine";
+        return 0;
+    }
+    dnnl_engine_destroy(e);
+    return 1;
+}
+
+static int new_buf(dnnl_impl *d, size_t bytes)
+{
+    if (d->nbufs == d->capbufs) {
+        int nc = d->capbufs ? d->capbufs * 2 : 128;
+        buf_t *nb = realloc(d->bufs, sizeof(buf_t) * (size_t)nc);
+        if (!nb)
+            return -1;
+        d->bufs = nb;
+        d->capbufs = nc;
+    }
+    buf_t *b = &d->bufs[d->nbufs];
+    memset(b, 0, sizeof *b);
+    b->bytes = bytes;
+    b->def = 1 << 30;
+    b->last = -1;
+    b->root = d->nbufs;
+    return d->nbufs++;
+}
+
+static step_t *new_step(dnnl_impl *d)
+{
+    if (d->nsteps == d->capsteps) {
+        int nc = d->capsteps ? d->capsteps * 2 : 128;
+        step_t *ns = realloc(d->steps, sizeof(step_t) * (size_t)nc);
+        if (!ns)
+            return NULL;
+        d->steps = ns;
+        d->capsteps = nc;
+    }
+    step_t *s = &d->steps[d->nsteps++];
+    memset(s, 0, sizeof *s);
+    return s;
+}
+
+static void touch(dnnl_impl *d, int b, int step)
+{
+    if (b < 0)
+        return;
+    if (step < d->bufs[b].def)
+        d->bufs[b].def = step;
+    if (step > d->bufs[b].last)
+        d->bufs[b].last = step;
+}
+
+static void add_arg(dnnl_impl *d, step_t *s, int arg, const dnnl_memory_desc_t *md, int b)
+{
+    s->args[s->nargs].arg = arg;
+    s->args[s->nargs].md = *md;
+    s->args[s->nargs].buf = b;
+    s->nargs++;
+    touch(d, b, (int)(s - d->steps));
+}
+
+/* Creates the primitive for pd and appends it as a step; pd is consumed. */
+static vx_err add_prim_step(dnnl_impl *d, const_dnnl_primitive_desc_t pd, step_t **out)
+{
+    step_t *s = new_step(d);
+    if (!s)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    DNNL_CHECK(dnnl_primitive_create(&s->prim, pd), "primitive creation");
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+    size_t sb = sp ? dnnl_memory_desc_get_size(sp) : 0;
+    if (sb > d->scratch_bytes)
+        d->scratch_bytes = sb;
+    if (sb) {
+        dnnl_memory_desc_t smd;
+        dnnl_dims_t dims = {(dnnl_dim_t)sb};
+        dnnl_memory_desc_init_by_tag(&smd, 1, dims, dnnl_u8, dnnl_a);
+        add_arg(d, s, DNNL_ARG_SCRATCHPAD, &smd, d->scratch_buf);
+    }
+    *out = s;
+    return VX_OK;
+}
+
+static dnnl_primitive_attr_t new_attr(void)
+{
+    dnnl_primitive_attr_t a = NULL;
+    if (dnnl_primitive_attr_create(&a) != dnnl_success)
+        return NULL;
+    dnnl_primitive_attr_set_scratchpad_mode(a, dnnl_scratchpad_mode_user);
+    return a;
+}
+
+static void dims_of(const vx_tensor *t, dnnl_dims_t dims)
+{
+    for (int i = 0; i < t->rank; i++)
+        dims[i] = t->dims[i];
+}
+
+static int is_act_tensor(const vx_tensor *t) { return t->rank == 4 && t->dtype == VX_DT_F32 && !t->data; }
+
+static vx_err reorder_step(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf, const dnnl_memory_desc_t *dmd,
+                           int dbuf)
+{
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, smd, d->eng, dmd, d->eng, attr);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return vx_fail(VX_ERR_BACKEND, "oneDNN: reorder creation failed (status %d)", (int)st);
+    step_t *s;
+    vx_err e = add_prim_step(d, pd, &s);
+    dnnl_primitive_desc_destroy(pd);
+    if (e)
+        return e;
+    add_arg(d, s, DNNL_ARG_FROM, smd, sbuf);
+    add_arg(d, s, DNNL_ARG_TO, dmd, dbuf);
+    return VX_OK;
+}
+
+/* The blocked form of tensor t, created by a reorder when it only exists plain. */
+static vx_err need_act(dnnl_impl *d, const vx_graph *g, int t)
+{
+    tstate_t *s = &d->ts[t];
+    if (s->act >= 0)
+        return VX_OK;
+    if (s->plain < 0)
+        return vx_fail(VX_ERR_BACKEND, "cpu backend: tensor '%s' used before it is computed", g->t[t].name);
+    s->act = new_buf(d, dnnl_memory_desc_get_size(&s->act_md));
+    if (s->act < 0)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    return reorder_step(d, &s->plain_md, s->plain, &s->act_md, s->act);
+}
+
+static vx_err need_plain(dnnl_impl *d, const vx_graph *g, int t)
+{
+    tstate_t *s = &d->ts[t];
+    if (s->plain >= 0)
+        return VX_OK;
+    if (s->act < 0)
+        return vx_fail(VX_ERR_BACKEND, "cpu backend: tensor '%s' used before it is computed", g->t[t].name);
+    s->plain = new_buf(d, dnnl_memory_desc_get_size(&s->plain_md));
+    if (s->plain < 0)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    return reorder_step(d, &s->act_md, s->act, &s->plain_md, s->plain);
+}
+
+/* Buffer for a node's 4-D output in blocked form. */
+static int out_act(dnnl_impl *d, int t)
+{
+    tstate_t *s = &d->ts[t];
+    if (s->act < 0)
+        s->act = new_buf(d, dnnl_memory_desc_get_size(&s->act_md));
+    return s->act;
+}
+
+static int resolve_root(const dnnl_impl *d, int b, size_t *off)
+{
+    *off = 0;
+    for (int guard = 0; d->bufs[b].root != b && guard < 1000; guard++) {
+        *off += d->bufs[b].off;
+        b = d->bufs[b].root;
+    }
+    return b;
+}
+
+/* ---- per-operator compilation ----------------------------------------- */
+
+static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    const vx_conv_attr *c = &n->a.conv;
+    int x = n->in[0], y = n->out[0];
+    const vx_tensor *tx = &g->t[x], *tw = &g->t[n->in[1]], *ty = &g->t[y];
+    int has_bias = n->n_in > 2 && n->in[2] >= 0, sum = n->n_in > 3 && n->in[3] >= 0;
+    int G = c->groups;
+    dnnl_memory_desc_t src_md, w_md, w_user_md, b_md, dst_md;
+    dnnl_dims_t xd, yd, wd, bd = {ty->dims[1]};
+    dims_of(tx, xd);
+    dims_of(ty, yd);
+    int src_plain = d->ts[x].act < 0; /* the graph input: read NCHW directly */
+    src_md = src_plain ? d->ts[x].plain_md : d->ts[x].act_md;
+    if (d->ts[y].direct_out >= 0)
+        dnnl_memory_desc_init_by_tag(&dst_md, 4, yd, dnnl_f32, dnnl_nhwc);
+    else
+        dst_md = d->ts[y].act_md;
+    if (G == 1) {
+        dims_of(tw, wd);
+        dnnl_memory_desc_init_by_tag(&w_user_md, 4, wd, dnnl_f32, dnnl_oihw);
+        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_format_tag_any);
+    } else {
+        dnnl_dims_t gd = {G, tw->dims[0] / G, tw->dims[1], tw->dims[2], tw->dims[3]};
+        dnnl_memory_desc_init_by_tag(&w_user_md, 5, gd, dnnl_f32, dnnl_goihw);
+        dnnl_memory_desc_init_by_tag(&w_md, 5, gd, dnnl_f32, dnnl_format_tag_any);
+    }
+    dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_a);
+    dnnl_dims_t strides = {c->sh, c->sw}, dil = {c->dh - 1, c->dw - 1}, pl = {c->pt, c->pl}, pr = {c->pb, c->pr};
+    dnnl_convolution_desc_t cd;
+    DNNL_CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                          &src_md, &w_md, has_bias ? &b_md : NULL, &dst_md, strides,
+                                                          dil, pl, pr),
+               "convolution descriptor");
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_post_ops_t po;
+    dnnl_post_ops_create(&po);
+    for (int k = 0; k < c->n_post; k++) {
+        const vx_postop *p = &c->post[k];
+        if (p->kind == VX_POST_SUM)
+            dnnl_post_ops_append_sum(po, 1.0f);
+        else if (p->act == VX_ACT_RELU)
+            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+        else if (p->act == VX_ACT_LEAKY_RELU)
+            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, p->alpha, 0.0f);
+        else if (p->act == VX_ACT_SIGMOID)
+            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_logistic, 0.0f, 0.0f);
+    }
+    dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL);
+    int direct = d->ts[y].direct_out >= 0;
+    if (st == dnnl_success && direct) {
+        /* Writing NHWC from a blocked source only pays when a JIT kernel
+         * does it; otherwise produce blocked and reorder into the output. */
+        const char *impl = NULL;
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        if (!impl || !strncmp(impl, "ref", 3)) {
+            dnnl_primitive_desc_destroy(pd);
+            direct = 0;
+            dst_md = d->ts[y].act_md;
+            st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                            &src_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
+                                                            strides, dil, pl, pr);
+            if (st == dnnl_success)
+                st = dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL);
+        }
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return vx_fail(VX_ERR_BACKEND, "oneDNN: no convolution implementation for node '%s' (status %d)", n->name,
+                       (int)st);
+    /* Weights are reordered once, now, into the layout the kernel wants. */
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    int wb = new_buf(d, dnnl_memory_desc_get_size(wq));
+    if (wb < 0) {
+        dnnl_primitive_desc_destroy(pd);
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    }
+    d->bufs[wb].user = aligned_alloc(64, (dnnl_memory_desc_get_size(wq) + 63) / 64 * 64);
+    if (!d->bufs[wb].user) {
+        dnnl_primitive_desc_destroy(pd);
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    }
+    {
+        dnnl_memory_t um, wm;
+        dnnl_primitive_desc_t rpd;
+        dnnl_primitive_t r;
+        dnnl_memory_create(&um, &w_user_md, d->eng, tw->data);
+        dnnl_memory_create(&wm, wq, d->eng, d->bufs[wb].user);
+        st = dnnl_reorder_primitive_desc_create(&rpd, &w_user_md, d->eng, wq, d->eng, NULL);
+        if (st == dnnl_success && dnnl_primitive_create(&r, rpd) == dnnl_success) {
+            dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, um}, {DNNL_ARG_TO, wm}};
+            st = dnnl_primitive_execute(r, d->stream, 2, a);
+            dnnl_stream_wait(d->stream);
+            dnnl_primitive_destroy(r);
+        }
+        if (st == dnnl_success)
+            dnnl_primitive_desc_destroy(rpd);
+        dnnl_memory_destroy(um);
+        dnnl_memory_destroy(wm);
+        if (st != dnnl_success) {
+            dnnl_primitive_desc_destroy(pd);
+            return vx_fail(VX_ERR_BACKEND, "oneDNN: weight reorder failed for node '%s'", n->name);
+        }
+    }
+    /* Output buffer: the graph output itself, the sum operand's buffer, or a new one. */
+    int yb;
+    if (direct) {
+        yb = d->ts[y].plain;
+    } else if (sum) {
+        int s = n->in[3];
+        int last_reader = vx_graph_use_count(g, s) == 1 && g->t[s].graph_output < 0;
+        vx_err e = need_act(d, g, s);
+        if (e) {
+            dnnl_primitive_desc_destroy(pd);
+            return e;
+        }
+        int sb = d->ts[s].act;
+        if (last_reader && !d->bufs[sb].user) {
+            yb = new_buf(d, dnnl_memory_desc_get_size(&dst_md));
+            d->bufs[yb].root = sb; /* write in place over the operand */
+            d->ts[y].act = yb;
+        } else {
+            yb = out_act(d, y);
+            e = reorder_step(d, &d->ts[s].act_md, sb, &dst_md, yb);
+            if (e) {
+                dnnl_primitive_desc_destroy(pd);
+                return e;
+            }
+        }
+        touch(d, sb, d->nsteps); /* the conv reads the operand */
+    } else {
+        yb = out_act(d, y);
+    }
+    if (yb < 0) {
+        dnnl_primitive_desc_destroy(pd);
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    }
+    step_t *s;
+    vx_err e = add_prim_step(d, pd, &s);
+    if (e) {
+        dnnl_primitive_desc_destroy(pd);
+        return e;
+    }
+    add_arg(d, s, DNNL_ARG_SRC, &src_md, src_plain ? d->ts[x].plain : d->ts[x].act);
+    add_arg(d, s, DNNL_ARG_WEIGHTS, wq, wb);
+    if (has_bias) {
+        int bb = new_buf(d, 0);
+        d->bufs[bb].user = g->t[n->in[2]].data;
+        add_arg(d, s, DNNL_ARG_BIAS, &b_md, bb);
+    }
+    add_arg(d, s, DNNL_ARG_DST, &dst_md, yb);
+    dnnl_primitive_desc_destroy(pd);
+    if (d->ts[y].direct_out >= 0 && !direct) {
+        dnnl_memory_desc_t nhwc;
+        dnnl_memory_desc_init_by_tag(&nhwc, 4, yd, dnnl_f32, dnnl_nhwc);
+        return reorder_step(d, &d->ts[y].act_md, yb, &nhwc, d->ts[y].plain);
+    }
+    return VX_OK;
+}
+
+static vx_err simple_step(dnnl_impl *d, const vx_graph *g, const vx_node *n, const_dnnl_op_desc_t desc,
+                          int n_src, const int *srcs, const int *src_args)
+{
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, attr, d->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return vx_fail(VX_ERR_BACKEND, "oneDNN: no implementation for node '%s' (%s, status %d)", n->name,
+                       vx_op_name(n->op), (int)st);
+    int yb = out_act(d, n->out[0]);
+    step_t *s;
+    vx_err e = yb < 0 ? vx_fail(VX_ERR_NOMEM, "out of memory") : add_prim_step(d, pd, &s);
+    dnnl_primitive_desc_destroy(pd);
+    if (e)
+        return e;
+    for (int i = 0; i < n_src; i++)
+        add_arg(d, s, src_args[i], &d->ts[srcs[i]].act_md, d->ts[srcs[i]].act);
+    add_arg(d, s, DNNL_ARG_DST, &d->ts[n->out[0]].act_md, yb);
+    return VX_OK;
+}
+
+static vx_err concat_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    int y = n->out[0];
+    const vx_tensor *ty = &g->t[y];
+    /* In place when every input can live in a block-aligned channel slice. */
+    int inplace = ty->dims[0] == 1 && d->block > 0;
+    int64_t off = 0;
+    for (int i = 0; i < n->n_in && inplace; i++) {
+        int t = n->in[i];
+        const vx_tensor *tt = &g->t[t];
+        int b = d->ts[t].act;
+        if (b < 0 || d->bufs[b].user || d->bufs[b].root != b || tt->dims[1] % d->block || off % d->block)
+            inplace = 0;
+        for (int j = 0; j < i; j++)
+            if (n->in[j] == t)
+                inplace = 0;
+        /* A buffer some other tensor already lives inside cannot move. */
+        for (int k = 0; k < d->nbufs && inplace && b >= 0; k++)
+            if (k != b && d->bufs[k].root == b)
+                inplace = 0;
+        off += tt->dims[1];
+    }
+    int yb = out_act(d, y);
+    if (yb < 0)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    if (inplace) {
+        size_t plane = (size_t)(ty->dims[2] * ty->dims[3]) * sizeof(float);
+        off = 0;
+        for (int i = 0; i < n->n_in; i++) {
+            int b = d->ts[n->in[i]].act;
+            d->bufs[b].root = yb;
+            d->bufs[b].off = (size_t)off * plane;
+            off += g->t[n->in[i]].dims[1];
+        }
+        touch(d, yb, d->nsteps > 0 ? d->nsteps - 1 : 0);
+        return VX_OK;
+    }
+    dnnl_memory_desc_t mds[64];
+    if (n->n_in > 64)
+        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s': concat of more than 64 inputs", n->name);
+    for (int i = 0; i < n->n_in; i++) {
+        vx_err e = need_act(d, g, n->in[i]);
+        if (e)
+            return e;
+        mds[i] = d->ts[n->in[i]].act_md;
+    }
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_status_t st = dnnl_concat_primitive_desc_create(&pd, &d->ts[y].act_md, n->n_in, n->a.concat.axis, mds, attr,
+                                                         d->eng);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return vx_fail(VX_ERR_BACKEND, "oneDNN: concat creation failed for '%s'", n->name);
+    step_t *s;
+    vx_err e = add_prim_step(d, pd, &s);
+    dnnl_primitive_desc_destroy(pd);
+    if (e)
+        return e;
+    for (int i = 0; i < n->n_in; i++)
+        add_arg(d, s, DNNL_ARG_MULTIPLE_SRC + i, &mds[i], d->ts[n->in[i]].act);
+    add_arg(d, s, DNNL_ARG_DST, &d->ts[y].act_md, yb);
+    return VX_OK;
+}
+
+/* Nodes without a oneDNN primitive: reference kernel on plain buffers. */
+static vx_err ref_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    for (int j = 0; j < n->n_in; j++) {
+        int t = n->in[j];
+        if (t < 0 || g->t[t].data)
+            continue;
+        vx_err e = need_plain(d, g, t);
+        if (e)
+            return e;
+    }
+    step_t *s = new_step(d);
+    if (!s)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    s->node = n;
+    s->in_bufs = malloc(sizeof(int) * (size_t)(n->n_in + 1));
+    s->out_bufs = malloc(sizeof(int) * (size_t)(n->n_out + 1));
+    if (!s->in_bufs || !s->out_bufs)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    int si = (int)(s - d->steps);
+    for (int j = 0; j < n->n_in; j++) {
+        int t = n->in[j];
+        if (t < 0) {
+            s->in_bufs[j] = -1;
+        } else if (g->t[t].data) {
+            int b = new_buf(d, 0);
+            if (b < 0)
+                return vx_fail(VX_ERR_NOMEM, "out of memory");
+            d->bufs[b].user = g->t[t].data;
+            s = &d->steps[si];
+            s->in_bufs[j] = b;
+        } else {
+            s->in_bufs[j] = d->ts[t].plain;
+        }
+        touch(d, s->in_bufs[j], si);
+    }
+    for (int j = 0; j < n->n_out; j++) {
+        int t = n->out[j];
+        if (d->ts[t].plain < 0) {
+            int b = new_buf(d, (size_t)vx_tensor_elems(&g->t[t]) * (g->t[t].dtype == VX_DT_I64 ? 8 : 4));
+            if (b < 0)
+                return vx_fail(VX_ERR_NOMEM, "out of memory");
+            d->ts[t].plain = b;
+        }
+        s = &d->steps[si];
+        s->out_bufs[j] = d->ts[t].plain;
+        touch(d, s->out_bufs[j], si);
+    }
+    return VX_OK;
+}
+
+static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    int x = n->n_in > 0 ? n->in[0] : -1;
+    int all_act = 1;
+    for (int j = 0; j < n->n_in; j++)
+        if (n->in[j] < 0 || !is_act_tensor(&g->t[n->in[j]]))
+            all_act = 0;
+    for (int j = 0; j < n->n_out; j++)
+        if (!is_act_tensor(&g->t[n->out[j]]))
+            all_act = 0;
+    if (n->op == VX_OP_CONV && is_act_tensor(&g->t[x]) && is_act_tensor(&g->t[n->out[0]])) {
+        if (d->ts[x].act < 0 && g->t[x].graph_input < 0) {
+            vx_err e = need_act(d, g, x);
+            if (e)
+                return e;
+        }
+        if (n->n_in > 3 && n->in[3] >= 0 && !is_act_tensor(&g->t[n->in[3]]))
+            return ref_step(d, g, n);
+        return conv_step(d, g, n);
+    }
+    if (!all_act)
+        return ref_step(d, g, n);
+    for (int j = 0; j < n->n_in; j++) {
+        vx_err e = need_act(d, g, n->in[j]);
+        if (e)
+            return e;
+    }
+    const vx_tensor *tx = &g->t[x], *ty = &g->t[n->out[0]];
+    switch (n->op) {
+    case VX_OP_MAXPOOL:
+    case VX_OP_AVGPOOL: {
+        const vx_pool_attr *p = &n->a.pool;
+        dnnl_pooling_v2_desc_t pd;
+        dnnl_dims_t st = {p->sh, p->sw}, k = {p->kh, p->kw}, dl = {0, 0}, pl = {p->pt, p->pl}, pr = {p->pb, p->pr};
+        dnnl_alg_kind_t alg = n->op == VX_OP_MAXPOOL  ? dnnl_pooling_max
+                              : p->count_include_pad ? dnnl_pooling_avg_include_padding
+                                                     : dnnl_pooling_avg_exclude_padding;
+        DNNL_CHECK(dnnl_pooling_v2_forward_desc_init(&pd, dnnl_forward_inference, alg, &d->ts[x].act_md,
+                                                     &d->ts[n->out[0]].act_md, st, k, dl, pl, pr),
+                   "pooling descriptor");
+        int a = DNNL_ARG_SRC;
+        return simple_step(d, g, n, &pd, 1, &x, &a);
+    }
+    case VX_OP_RESIZE: {
+        const vx_resize_attr *r = &n->a.resize;
+        /* oneDNN's resampling is the half-pixel convention with factor out/in. */
+        if (r->coord != VX_COORD_HALF_PIXEL || r->mode != VX_RESIZE_LINEAR ||
+            r->scale_h != (float)ty->dims[2] / (float)tx->dims[2] || r->scale_w != (float)ty->dims[3] / (float)tx->dims[3])
+            return ref_step(d, g, n);
+        dnnl_resampling_desc_t rd;
+        DNNL_CHECK(dnnl_resampling_forward_desc_init(&rd, dnnl_forward_inference, dnnl_resampling_linear, NULL,
+                                                     &d->ts[x].act_md, &d->ts[n->out[0]].act_md),
+                   "resampling descriptor");
+        int a = DNNL_ARG_SRC;
+        return simple_step(d, g, n, &rd, 1, &x, &a);
+    }
+    case VX_OP_ADD:
+    case VX_OP_SUB:
+    case VX_OP_MUL:
+    case VX_OP_DIV: {
+        if (memcmp(g->t[n->in[0]].dims, g->t[n->in[1]].dims, sizeof(int64_t) * 4))
+            return ref_step(d, g, n);
+        dnnl_alg_kind_t alg = n->op == VX_OP_ADD   ? dnnl_binary_add
+                              : n->op == VX_OP_SUB ? dnnl_binary_sub
+                              : n->op == VX_OP_MUL ? dnnl_binary_mul
+                                                   : dnnl_binary_div;
+        dnnl_binary_desc_t bd;
+        DNNL_CHECK(dnnl_binary_desc_init(&bd, alg, &d->ts[n->in[0]].act_md, &d->ts[n->in[1]].act_md,
+                                         &d->ts[n->out[0]].act_md),
+                   "binary descriptor");
+        int args[2] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1};
+        return simple_step(d, g, n, &bd, 2, n->in, args);
+    }
+    case VX_OP_RELU:
+    case VX_OP_LEAKY_RELU:
+    case VX_OP_SIGMOID: {
+        dnnl_eltwise_desc_t ed;
+        dnnl_alg_kind_t alg = n->op == VX_OP_SIGMOID ? dnnl_eltwise_logistic : dnnl_eltwise_relu;
+        float alpha = n->op == VX_OP_LEAKY_RELU ? n->a.leaky.alpha : 0.0f;
+        DNNL_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &d->ts[x].act_md, alpha, 0.0f),
+                   "eltwise descriptor");
+        int a = DNNL_ARG_SRC;
+        return simple_step(d, g, n, &ed, 1, &x, &a);
+    }
+    case VX_OP_CONCAT:
+        if (n->a.concat.axis == 1)
+            return concat_step(d, g, n);
+        return ref_step(d, g, n);
+    default: return ref_step(d, g, n);
+    }
+}
+
+/* Reshape([N,C,H*W]) -> Transpose(0,2,1) feeding a graph output is the
+ * NHWC view of a 4-D tensor: mark it so the producer writes it directly. */
+static void find_nhwc_outputs(dnnl_impl *d, const vx_graph *g)
+{
+    for (int i = 0; i < g->nn; i++) {
+        const vx_node *tr = &g->n[i];
+        if (tr->op != VX_OP_TRANSPOSE || g->t[tr->out[0]].graph_output < 0 || g->t[tr->out[0]].rank != 3)
+            continue;
+        const int *p = tr->a.transpose.perm;
+        if (p[0] != 0 || p[1] != 2 || p[2] != 1)
+            continue;
+        int r = g->t[tr->in[0]].producer;
+        if (r < 0 || g->n[r].op != VX_OP_RESHAPE || vx_graph_single_consumer(g, tr->in[0]) != i)
+            continue;
+        int x = g->n[r].in[0];
+        const vx_tensor *tx = &g->t[x], *tr3 = &g->t[tr->in[0]];
+        if (!is_act_tensor(tx) || tr3->dims[0] != tx->dims[0] || tr3->dims[1] != tx->dims[1] ||
+            tr3->dims[2] != tx->dims[2] * tx->dims[3])
+            continue;
+        int prod = tx->producer;
+        if (prod < 0 || g->n[prod].op != VX_OP_CONV || vx_graph_single_consumer(g, x) != r ||
+            (g->n[prod].n_in > 3 && g->n[prod].in[3] >= 0) ||
+            g->t[x].graph_output >= 0)
+            continue;
+        /* Output slot of the transpose: first matching index. */
+        int slot = -1;
+        for (int k = 0; k < g->n_outputs; k++)
+            if (g->outputs[k] == tr->out[0])
+                slot = k;
+        if (slot < 0)
+            continue;
+        d->ts[x].direct_out = slot;
+        d->out_direct[slot] = 1;
+        d->skip[r] = 1;
+        d->skip[i] = 1;
+    }
+}
+
+static vx_err dnnl_create(vx_nn_engine *e)
+{
+    const vx_graph *g = e->g;
+    dnnl_impl *d = calloc(1, sizeof *d);
+    if (!d)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    e->impl = d;
+    omp_set_num_threads(e->threads);
+    DNNL_CHECK(dnnl_engine_create(&d->eng, dnnl_cpu, 0), "engine creation");
+    DNNL_CHECK(dnnl_stream_create(&d->stream, d->eng, dnnl_stream_default_flags), "stream creation");
+    d->block = isa_block();
+    d->act_tag = d->block == 16 ? dnnl_aBcd16b : dnnl_aBcd8b;
+    d->ts = calloc((size_t)g->nt + 1, sizeof(tstate_t));
+    d->skip = calloc((size_t)g->nn + 1, 1);
+    d->out_direct = calloc((size_t)g->n_outputs + 1, 1);
+    if (!d->ts || !d->skip || !d->out_direct)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    d->scratch_buf = new_buf(d, 0);
+    for (int i = 0; i < g->nt; i++) {
+        tstate_t *s = &d->ts[i];
+        const vx_tensor *t = &g->t[i];
+        s->act = s->plain = s->direct_out = -1;
+        if (t->rank < 0 || t->data)
+            continue;
+        dnnl_dims_t dims;
+        dims_of(t, dims);
+        static const dnnl_format_tag_t plain_tags[] = {dnnl_a, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd, dnnl_abcde,
+                                                       dnnl_abcdef};
+        if (t->rank == 0) {
+            dnnl_dims_t one = {1};
+            dnnl_memory_desc_init_by_tag(&s->plain_md, 1, one, dnnl_f32, dnnl_a);
+        } else {
+            dnnl_memory_desc_init_by_tag(&s->plain_md, t->rank, dims, dnnl_f32, plain_tags[t->rank]);
+        }
+        if (is_act_tensor(t))
+            dnnl_memory_desc_init_by_tag(&s->act_md, 4, dims, dnnl_f32, d->act_tag);
+    }
+    for (int i = 0; i < g->n_inputs; i++) {
+        int t = g->inputs[i];
+        int b = new_buf(d, 0);
+        if (b < 0)
+            return vx_fail(VX_ERR_NOMEM, "out of memory");
+        d->bufs[b].user = e->inputs[i];
+        d->ts[t].plain = b;
+    }
+    find_nhwc_outputs(d, g);
+    for (int i = 0; i < g->nt; i++)
+        if (d->ts[i].direct_out >= 0) {
+            int b = new_buf(d, 0);
+            if (b < 0)
+                return vx_fail(VX_ERR_NOMEM, "out of memory");
+            d->bufs[b].user = e->outputs[d->ts[i].direct_out];
+            d->ts[i].plain = b;
+        }
+    for (int i = 0; i < g->nn; i++) {
+        if (d->skip[i])
+            continue;
+        vx_err err = compile_node(d, g, &g->n[i]);
+        if (err)
+            return vx_fail_prefix(err, "cpu backend, node '%s': ", g->n[i].name);
+    }
+    /* Graph outputs not written directly: copy into the user's buffers. */
+    for (int i = 0; i < g->n_outputs; i++) {
+        int t = g->outputs[i];
+        if (d->out_direct[i])
+            continue;
+        int ub = new_buf(d, 0);
+        if (ub < 0)
+            return vx_fail(VX_ERR_NOMEM, "out of memory");
+        d->bufs[ub].user = e->outputs[i];
+        vx_err err;
+        if (d->ts[t].plain >= 0) {
+            err = reorder_step(d, &d->ts[t].plain_md, d->ts[t].plain, &d->ts[t].plain_md, ub);
+        } else if (d->ts[t].act >= 0) {
+            err = reorder_step(d, &d->ts[t].act_md, d->ts[t].act, &d->ts[t].plain_md, ub);
+        } else if (d->ts[t].direct_out >= 0) {
+            /* Same tensor as another output slot written directly. */
+            err = reorder_step(d, &d->ts[t].plain_md, d->ts[t].plain, &d->ts[t].plain_md, ub);
+        } else {
+            err = vx_fail(VX_ERR_BACKEND, "cpu backend: output '%s' is never computed", g->out_names[i]);
+        }
+        if (err)
+            return err;
+    }
+    /* Plan: aliases extend their root's lifetime, then pack roots by liveness. */
+    d->bufs[d->scratch_buf].bytes = d->scratch_bytes;
+    int nb = d->nbufs;
+    size_t *bytes = calloc((size_t)nb, sizeof(size_t)), *off = calloc((size_t)nb, sizeof(size_t));
+    int *def = calloc((size_t)nb, sizeof(int)), *last = calloc((size_t)nb, sizeof(int));
+    if (!bytes || !off || !def || !last) {
+        free(bytes);
+        free(off);
+        free(def);
+        free(last);
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    }
+    for (int b = 0; b < nb; b++) {
+        def[b] = d->bufs[b].def;
+        last[b] = d->bufs[b].last;
+    }
+    for (int b = 0; b < nb; b++) {
+        size_t o;
+        int r = resolve_root(d, b, &o);
+        if (r != b) {
+            if (d->bufs[b].def < def[r])
+                def[r] = d->bufs[b].def;
+            if (d->bufs[b].last > last[r])
+                last[r] = d->bufs[b].last;
+        }
+    }
+    for (int b = 0; b < nb; b++) {
+        size_t o;
+        bytes[b] = (!d->bufs[b].user && resolve_root(d, b, &o) == b && d->bufs[b].last >= 0) ? d->bufs[b].bytes : 0;
+        if (b == d->scratch_buf) {
+            /* Scratchpad is shared by all steps: alive throughout. */
+            def[b] = 0;
+            last[b] = d->nsteps;
+        }
+        if (last[b] < def[b])
+            last[b] = def[b];
+    }
+    size_t total = vx_plan_memory(nb, bytes, def, last, 64, off);
+    free(def);
+    free(last);
+    if (total == (size_t)-1 || !(d->arena = aligned_alloc(64, (total + 64) / 64 * 64))) {
+        free(bytes);
+        free(off);
+        return vx_fail(VX_ERR_NOMEM, "cpu engine: cannot allocate %zu bytes", total);
+    }
+    d->arena_bytes = total;
+    for (int b = 0; b < nb; b++) {
+        size_t o;
+        int r = resolve_root(d, b, &o);
+        uint8_t *base = d->bufs[r].user ? d->bufs[r].user : d->arena + off[r];
+        d->bufs[b].ptr = base + o;
+    }
+    free(bytes);
+    free(off);
+    /* Memory objects for every primitive argument, pointing into the arena. */
+    for (int i = 0; i < d->nsteps; i++) {
+        step_t *s = &d->steps[i];
+        for (int k = 0; k < s->nargs; k++) {
+            DNNL_CHECK(dnnl_memory_create(&s->mems[k], &s->args[k].md, d->eng, d->bufs[s->args[k].buf].ptr),
+                       "memory creation");
+            s->exec[k].arg = s->args[k].arg;
+            s->exec[k].memory = s->mems[k];
+        }
+    }
+    int nprim = 0, nref = 0;
+    for (int i = 0; i < d->nsteps; i++)
+        d->steps[i].prim ? nprim++ : nref++;
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(e->desc, sizeof e->desc,
+             "cpu: oneDNN %d.%d.%d, %s, %s layout, %d threads, %d primitives + %d reference steps, %.1f MiB arena",
+             v->major, v->minor, v->patch, isa_name(), d->block == 16 ? "nChw16c" : "nChw8c", e->threads, nprim, nref,
+             (double)total / (1 << 20));
+    return VX_OK;
+}
+
+static vx_err dnnl_run(vx_nn_engine *e)
+{
+    dnnl_impl *d = e->impl;
+    const vx_graph *g = e->g;
+    omp_set_num_threads(e->threads);
+    for (int i = 0; i < d->nsteps; i++) {
+        step_t *s = &d->steps[i];
+        if (s->prim) {
+            dnnl_status_t st = dnnl_primitive_execute(s->prim, d->stream, s->nargs, s->exec);
+            if (st != dnnl_success)
+                return vx_fail(VX_ERR_BACKEND, "oneDNN: execution failed at step %d (status %d)", i, (int)st);
+            continue;
+        }
+        const vx_node *n = s->node;
+        const void *in[64];
+        void *out[16];
+        for (int j = 0; j < n->n_in && j < 64; j++)
+            in[j] = s->in_bufs[j] >= 0 ? d->bufs[s->in_bufs[j]].ptr : NULL;
+        for (int j = 0; j < n->n_out && j < 16; j++)
+            out[j] = d->bufs[s->out_bufs[j]].ptr;
+        vx_err err = vx_ref_run_node(g, n, in, out);
+        if (err)
+            return err;
+    }
+    dnnl_stream_wait(d->stream);
+    return VX_OK;
+}
+
+static void dnnl_destroy(vx_nn_engine *e)
+{
+    dnnl_impl *d = e->impl;
+    for (int i = 0; i < d->nsteps; i++) {
+        step_t *s = &d->steps[i];
+        for (int k = 0; k < s->nargs; k++)
+            if (s->mems[k])
+                dnnl_memory_destroy(s->mems[k]);
+        if (s->prim)
+            dnnl_primitive_destroy(s->prim);
+        free(s->in_bufs);
+        free(s->out_bufs);
+    }
+    /* Weight buffers are the only `user` memory the backend owns; they are
+     * the ones whose size is non-zero. */
+    for (int b = 0; b < d->nbufs; b++)
+        if (d->bufs[b].user && d->bufs[b].bytes)
+            free(d->bufs[b].user);
+    if (d->stream)
+        dnnl_stream_destroy(d->stream);
+    if (d->eng)
+        dnnl_engine_destroy(d->eng);
+    free(d->steps);
+    free(d->bufs);
+    free(d->ts);
+    free(d->skip);
+    free(d->out_direct);
+    free(d->arena);
+    free(d);
+    e->impl = NULL;
+}
+
+const vx_nn_backend_ops vx_nn_dnnl_ops = {dnnl_create, dnnl_run, dnnl_destroy};

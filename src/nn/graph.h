@@ -1,0 +1,200 @@
+/*
+ * nn/graph: the engine's internal graph IR.
+ *
+ * Tensors and nodes live in two growable arrays and refer to each other by
+ * index, which keeps rewriting passes simple (no pointer fix-ups when arrays
+ * grow).  Activations are float32 and use one logical layout, NCHW; loaders
+ * of NHWC formats wrap NHWC operators in explicit transposes, and the
+ * transpose pass cancels them.  Constants are float32 or int64 (integer
+ * shapes/indices), owned by their tensor.
+ *
+ * A pass marks nodes dead instead of deleting them; vx_graph_compact()
+ * removes dead nodes and unreferenced tensors and puts the rest in
+ * topological order.
+ *
+ * Threading: a graph is built and optimised by one thread; once wrapped in a
+ * vx_nn_model it is read-only.
+ */
+#ifndef VX_NN_GRAPH_H
+#define VX_NN_GRAPH_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "nn/vx_nn.h"
+
+#define VX_MAX_ELEMS (INT64_C(1) << 31) /* per tensor: refuse anything larger */
+
+typedef enum { VX_DT_F32 = 0, VX_DT_I64 = 1 } vx_dtype;
+
+typedef struct {
+    char *name;
+    vx_dtype dtype;
+    int rank;           /* -1 while unknown */
+    int64_t dims[VX_NN_MAX_RANK];
+    void *data;         /* constant payload (float or int64), NULL for activations */
+    int producer;       /* node index, -1 for inputs and constants */
+    int graph_input;    /* index into graph inputs or -1 */
+    int graph_output;   /* index into graph outputs or -1 */
+} vx_tensor;
+
+typedef enum {
+    VX_OP_CONV = 0,
+    VX_OP_ADD,
+    VX_OP_SUB,
+    VX_OP_MUL,
+    VX_OP_DIV,
+    VX_OP_RELU,
+    VX_OP_LEAKY_RELU,
+    VX_OP_SIGMOID,
+    VX_OP_MAXPOOL,
+    VX_OP_AVGPOOL,
+    VX_OP_CONCAT,
+    VX_OP_SPLIT,
+    VX_OP_RESIZE,
+    VX_OP_RESHAPE,
+    VX_OP_TRANSPOSE,
+    VX_OP_PAD,
+    VX_OP_IDENTITY,
+    VX_OP_SPARSE_TO_DENSE,
+    VX_OP_COUNT
+} vx_op;
+
+/* Element-wise activations that a convolution can apply as a post-op. */
+typedef enum {
+    VX_ACT_NONE = 0,
+    VX_ACT_RELU,
+    VX_ACT_LEAKY_RELU, /* alpha */
+    VX_ACT_SIGMOID,
+} vx_act;
+
+typedef enum { VX_POST_ACT = 0, VX_POST_SUM = 1 } vx_post_kind;
+
+/* A fused post-op, applied in order after conv + bias.  SUM adds the
+ * convolution's extra input (node input 3) element-wise. */
+typedef struct {
+    vx_post_kind kind;
+    vx_act act;
+    float alpha;
+} vx_postop;
+
+#define VX_MAX_POSTOPS 4
+
+typedef enum { VX_PAD_EXPLICIT = 0, VX_PAD_SAME_UPPER, VX_PAD_SAME_LOWER, VX_PAD_VALID } vx_pad_mode;
+
+typedef struct {
+    int kh, kw, sh, sw, dh, dw;
+    int pt, pl, pb, pr;     /* resolved by shape inference for SAME modes */
+    vx_pad_mode pad_mode;
+    int groups;
+    int n_post;
+    vx_postop post[VX_MAX_POSTOPS];
+} vx_conv_attr;
+
+typedef struct {
+    int kh, kw, sh, sw;
+    int pt, pl, pb, pr;
+    vx_pad_mode pad_mode;
+    int count_include_pad; /* avg pool */
+} vx_pool_attr;
+
+typedef enum { VX_RESIZE_NEAREST = 0, VX_RESIZE_LINEAR } vx_resize_mode;
+typedef enum {
+    VX_COORD_HALF_PIXEL = 0,   /* (x + 0.5) / scale - 0.5 */
+    VX_COORD_ALIGN_CORNERS,    /* x * (in - 1) / (out - 1) */
+    VX_COORD_ASYMMETRIC,       /* x / scale */
+    VX_COORD_PYTORCH_HALF_PIXEL,
+} vx_coord_mode;
+
+typedef struct {
+    vx_resize_mode mode;
+    vx_coord_mode coord;
+    int out_h, out_w; /* 0: from scale */
+    float scale_h, scale_w;
+} vx_resize_attr;
+
+typedef struct {
+    vx_op op;
+    char *name;
+    int n_in, n_out;
+    int *in;  /* tensor indices, -1 for an absent optional input */
+    int *out;
+    int dead;
+    union {
+        vx_conv_attr conv;
+        vx_pool_attr pool;
+        vx_resize_attr resize;
+        struct { float alpha; } leaky;
+        struct { int axis; } concat;
+        struct { int axis; int n; int64_t *sizes; } split; /* sizes owned */
+        struct { int perm[VX_NN_MAX_RANK]; } transpose;
+        struct { int64_t begin[VX_NN_MAX_RANK], end[VX_NN_MAX_RANK]; float value; } pad;
+        struct { int allowzero; } reshape; /* target shape is input 1 */
+    } a;
+} vx_node;
+
+typedef struct {
+    vx_tensor *t;
+    int nt, capt;
+    vx_node *n;
+    int nn, capn;
+    int *inputs, n_inputs;   /* tensor indices */
+    int *outputs, n_outputs; /* tensor indices */
+    char **out_names;        /* the model's names for its outputs (stable across rewrites) */
+    char format[16];
+} vx_graph;
+
+vx_graph *vx_graph_new(void);
+void vx_graph_free(vx_graph *g);
+
+/* Adds a tensor; returns its index or -1 on allocation failure. */
+int vx_graph_add_tensor(vx_graph *g, const char *name);
+/* Adds a constant with a copy of `data` (or zero-filled when data is NULL). */
+int vx_graph_add_const(vx_graph *g, const char *name, vx_dtype dt, int rank, const int64_t *dims,
+                       const void *data);
+/* Adds a node reading `in` and producing n_out fresh tensors named after the
+ * node (name, name:1, ...).  Returns the node index or -1. */
+int vx_graph_add_node(vx_graph *g, vx_op op, const char *name, const int *in, int n_in, int n_out);
+/* Same, writing into existing tensors. */
+int vx_graph_add_node_out(vx_graph *g, vx_op op, const char *name, const int *in, int n_in, const int *out,
+                          int n_out);
+int vx_graph_find_tensor(const vx_graph *g, const char *name);
+
+int64_t vx_tensor_elems(const vx_tensor *t);
+int vx_tensor_is_const(const vx_tensor *t);
+const char *vx_op_name(vx_op op);
+
+/* Replaces every use of tensor `from` (node inputs and graph outputs) with
+ * `to`.  Graph outputs keep their name: the output slot is re-pointed. */
+void vx_graph_replace_uses(vx_graph *g, int from, int to);
+/* Number of live nodes reading tensor t (+1 when it is a graph output). */
+int vx_graph_use_count(const vx_graph *g, int t);
+/* The single live node reading t, or -1 when t has zero or several readers or is a graph output. */
+int vx_graph_single_consumer(const vx_graph *g, int t);
+
+/* Shape inference for every node in order; fails on inconsistent shapes,
+ * absurd sizes (> 2^31 elements) or unknown ranks. */
+vx_err vx_graph_infer_shapes(vx_graph *g);
+vx_err vx_graph_infer_node(vx_graph *g, vx_node *n);
+/* Sets the graph outputs (copies names); returns 0 on allocation failure. */
+int vx_graph_set_outputs(vx_graph *g, const int *tensors, const char *const *names, int n);
+/* Removes dead nodes and unused tensors, sorts topologically (fails on a
+ * cycle), recomputes producers. */
+vx_err vx_graph_compact(vx_graph *g);
+
+/* The passes (passes.c). */
+vx_err vx_pass_fold_constants(vx_graph *g);
+vx_err vx_pass_simplify_transposes(vx_graph *g);
+vx_err vx_pass_fuse(vx_graph *g);
+vx_err vx_graph_optimize(vx_graph *g);
+
+/* Reference kernels (ref.c), used by the ref backend and constant folding.
+ * `in`/`out` are dense row-major buffers of the node's tensors. */
+vx_err vx_ref_run_node(const vx_graph *g, const vx_node *n, const void *const *in, void *const *out);
+
+void vx_graph_dump(const vx_graph *g, FILE *f);
+
+/* Loaders. */
+vx_err vx_load_tfjs(const char *path, vx_graph **out);
+
+#endif

@@ -1,0 +1,102 @@
+/*
+ * nn: the neural-network engine.
+ *
+ * A model file (TensorFlow.js graph-model today, ONNX next) is loaded into a
+ * backend-independent graph IR, checked, shape-inferred and optimised once
+ * (constant folding, transpose/identity removal, Pad folded into Conv, bias,
+ * activation and residual Add fused into the convolution).  The optimised
+ * model (vx_nn_model) is immutable and can be compiled any number of times
+ * into engines (vx_nn_engine), one per backend and thread count:
+ *
+ *   ref  plain portable C, one thread: the correctness oracle for the tests;
+ *   cpu  oneDNN primitives created once at engine creation, one blocked
+ *        memory layout through the whole network, post-ops fusion;
+ *   cuda cuDNN/cuBLAS, where the build and the machine have it.
+ *
+ * Inputs and outputs are exchanged as dense row-major float32 arrays in the
+ * shapes the model file declares (NCHW input for NanoDet).  Engines reorder
+ * internally.
+ *
+ * Threading: a model may be shared read-only by any number of threads and
+ * engines.  An engine is used by one thread at a time (its buffers are its
+ * own).  The model must outlive every engine made from it.
+ */
+#ifndef VX_NN_H
+#define VX_NN_H
+
+#include <stdint.h>
+
+#include "core/vx_core.h"
+
+#define VX_NN_MAX_RANK 6
+
+typedef struct vx_nn_model vx_nn_model;
+typedef struct vx_nn_engine vx_nn_engine;
+
+typedef enum {
+    VX_NN_BACKEND_REF = 0,
+    VX_NN_BACKEND_CPU = 1,
+    VX_NN_BACKEND_CUDA = 2,
+} vx_nn_backend;
+
+typedef struct {
+    const char *name;
+    int rank;
+    int64_t dims[VX_NN_MAX_RANK];
+} vx_nn_tensor_info;
+
+typedef struct {
+    const char *format;  /* "tfjs", "onnx" */
+    int nodes;           /* nodes after optimisation */
+    int convs;           /* convolutions */
+    int64_t params;      /* number of weight values */
+    double flops;        /* 2 * MACs of convolutions and matmuls, one image */
+} vx_nn_model_stats;
+
+typedef struct {
+    int optimize; /* 1 (default): run the optimisation passes; 0: as loaded */
+} vx_nn_load_opts;
+
+void vx_nn_load_opts_default(vx_nn_load_opts *opts);
+
+/* Loads a model file.  The format is detected from the content (a TFJS
+ * model.json with its weight files beside it).  opts may be NULL. */
+vx_err vx_nn_model_load(const char *path, const vx_nn_load_opts *opts, vx_nn_model **out);
+void vx_nn_model_destroy(vx_nn_model *model);
+
+int vx_nn_model_input_count(const vx_nn_model *model);
+int vx_nn_model_output_count(const vx_nn_model *model);
+void vx_nn_model_input_info(const vx_nn_model *model, int index, vx_nn_tensor_info *info);
+void vx_nn_model_output_info(const vx_nn_model *model, int index, vx_nn_tensor_info *info);
+/* Index of the output with that name, or -1. */
+int vx_nn_model_find_output(const vx_nn_model *model, const char *name);
+void vx_nn_model_get_stats(const vx_nn_model *model, vx_nn_model_stats *stats);
+/* Human-readable listing of the optimised graph (one node per line). */
+void vx_nn_model_dump(const vx_nn_model *model, void *file /* FILE* */);
+
+typedef struct {
+    vx_nn_backend backend;
+    int threads; /* 0: all cores this process may use */
+} vx_nn_engine_opts;
+
+void vx_nn_engine_opts_default(vx_nn_engine_opts *opts);
+
+const char *vx_nn_backend_name(vx_nn_backend backend);
+vx_err vx_nn_backend_parse(const char *name, vx_nn_backend *out);
+/* 1 when the backend was built in and can run on this machine; otherwise 0
+ * and, when why is not NULL, *why says why. */
+int vx_nn_backend_available(vx_nn_backend backend, const char **why);
+
+vx_err vx_nn_engine_create(const vx_nn_model *model, const vx_nn_engine_opts *opts, vx_nn_engine **out);
+void vx_nn_engine_destroy(vx_nn_engine *engine);
+
+/* Dense float32 buffer for input `index`; fill it before vx_nn_engine_run. */
+float *vx_nn_engine_input(vx_nn_engine *engine, int index);
+vx_err vx_nn_engine_run(vx_nn_engine *engine);
+/* Dense float32 buffer holding output `index` after a run; valid until the
+ * next run or destroy. */
+const float *vx_nn_engine_output(const vx_nn_engine *engine, int index);
+/* One line on what the engine runs ("cpu: oneDNN 2.6.3, avx512_core_bf16, 2 threads"). */
+const char *vx_nn_engine_describe(const vx_nn_engine *engine);
+
+#endif
