@@ -43,6 +43,10 @@ vx_err vx_detector_create(const char *model_path, const vx_nn_engine_opts *engin
                           const vx_detect_opts *opts, vx_detector **out);
 void vx_detector_destroy(vx_detector *det);
 
+/* Changes the thresholds between frames (validated as above). */
+vx_err vx_detector_set_opts(vx_detector *det, const vx_detect_opts *opts);
+void vx_detector_get_opts(const vx_detector *det, vx_detect_opts *opts);
+
 /* Runs the whole chain on one image.  Writes at most `cap` detections sorted
  * by descending confidence; *count gets how many were written. */
 vx_err vx_detector_run(vx_detector *det, const vx_image *img, vx_detection *out, int cap, int *count);

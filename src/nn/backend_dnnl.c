@@ -287,6 +287,13 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     dims_of(tx, xd);
     dims_of(ty, yd);
     int src_plain = d->ts[x].act < 0; /* the graph input: read NCHW directly */
+    if (src_plain && d->block == 0) {
+        /* No JIT kernel reads NCHW into NHWC: reorder the input once. */
+        vx_err e = need_act(d, g, x);
+        if (e)
+            return e;
+        src_plain = 0;
+    }
     src_md = src_plain ? d->ts[x].plain_md : d->ts[x].act_md;
     if (d->ts[y].direct_out >= 0)
         dnnl_memory_desc_init_by_tag(&dst_md, 4, yd, dnnl_f32, dnnl_nhwc);
@@ -716,6 +723,11 @@ static vx_err dnnl_create(vx_nn_engine *e)
     DNNL_CHECK(dnnl_stream_create(&d->stream, d->eng, dnnl_stream_default_flags), "stream creation");
     d->block = isa_block();
     d->act_tag = d->block == 16 ? dnnl_aBcd16b : dnnl_aBcd8b;
+    const char *lay = getenv("VX_CPU_LAYOUT");
+    if (lay && !strcmp(lay, "nhwc")) {
+        d->block = 0;
+        d->act_tag = dnnl_acdb;
+    }
     d->ts = calloc((size_t)g->nt + 1, sizeof(tstate_t));
     d->skip = calloc((size_t)g->nn + 1, 1);
     d->out_direct = calloc((size_t)g->n_outputs + 1, 1);
@@ -858,7 +870,7 @@ static vx_err dnnl_create(vx_nn_engine *e)
     const dnnl_version_t *v = dnnl_version();
     snprintf(e->desc, sizeof e->desc,
              "cpu: oneDNN %d.%d.%d, %s, %s layout, %d threads, %d primitives + %d reference steps, %.1f MiB arena",
-             v->major, v->minor, v->patch, isa_name(), d->block == 16 ? "nChw16c" : "nChw8c", e->threads, nprim, nref,
+             v->major, v->minor, v->patch, isa_name(), d->block == 16 ? "nChw16c" : d->block ? "nChw8c" : "nhwc", e->threads, nprim, nref,
              (double)total / (1 << 20));
     return VX_OK;
 }

@@ -14,6 +14,9 @@
 
 #include "core/vx_core.h"
 
+/* Largest width or height vx_image_load accepts. */
+#define VX_IMAGE_MAX_DIM 16384
+
 typedef enum {
     VX_PIX_RGB24 = 0,  /* packed R,G,B, one plane */
     VX_PIX_BGR24,      /* packed B,G,R, one plane */
@@ -35,5 +38,10 @@ typedef struct vx_image_buf vx_image_buf;
 vx_err vx_image_load(const char *path, vx_image_buf **out);
 const vx_image *vx_image_buf_view(const vx_image_buf *buf);
 void vx_image_buf_destroy(vx_image_buf *buf);
+
+/* Turns FFmpeg's own logging down (off, or verbose when VEROLUX_LOG=debug) so
+ * that failures reach the user as our one-line messages only.  Idempotent and
+ * thread-safe; every entry point that calls into FFmpeg calls it. */
+void vx_video_ffmpeg_quiet(void);
 
 #endif

@@ -1,0 +1,67 @@
+/*
+ * verolux: subcommand dispatch.  `verolux CMD ARGS...` runs CMD with argv
+ * shifted so that the command sees its own name as argv[0].
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/vx_core.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv); /* NULL: not in this version yet */
+    const char *summary;
+} command;
+
+static const command commands[] = {
+    {"detect", vx_cmd_detect, "detect objects in image files"},
+    {"bench", vx_cmd_bench, "measure inference speed and accuracy"},
+    {"models", NULL, "list, fetch and verify models"},
+    {"serve", NULL, "run the video analytics server"},
+    {"export", NULL, "compile a model into an engine file"},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: verolux COMMAND [ARGS...]\n"
+               "       verolux --help | --version\n\n"
+               "commands:\n");
+    for (size_t i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-8s %s%s\n", commands[i].name, commands[i].summary,
+                commands[i].run ? "" : " (not yet available)");
+    fprintf(f, "\nRun 'verolux COMMAND --help' for the options of one command.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return VX_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return VX_EXIT_OK;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("verolux %s\n", VX_VERSION);
+        return VX_EXIT_OK;
+    }
+    for (size_t i = 0; i < NCOMMANDS; i++) {
+        if (strcmp(cmd, commands[i].name))
+            continue;
+        if (!commands[i].run) {
+            fprintf(stderr, "verolux: '%s' is not available in this version yet\n", cmd);
+            return VX_EXIT_FAIL;
+        }
+        return commands[i].run(argc - 1, argv + 1);
+    }
+    if (cmd[0] == '-')
+        fprintf(stderr, "verolux: unknown option '%s'\n\n", cmd);
+    else
+        fprintf(stderr, "verolux: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return VX_EXIT_USAGE;
+}
