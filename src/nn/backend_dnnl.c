@@ -49,6 +49,7 @@ typedef struct {
     arg_t args[MAX_ARGS];
     dnnl_exec_arg_t exec[MAX_ARGS + 1];
     dnnl_memory_t mems[MAX_ARGS];
+    int is_reorder;
     const vx_node *node;   /* reference step */
     int *in_bufs, *out_bufs;
 } step_t;
@@ -222,6 +223,7 @@ static vx_err reorder_step(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf
     dnnl_primitive_desc_destroy(pd);
     if (e)
         return e;
+    s->is_reorder = 1;
     add_arg(d, s, DNNL_ARG_FROM, smd, sbuf);
     add_arg(d, s, DNNL_ARG_TO, dmd, dbuf);
     return VX_OK;
@@ -865,8 +867,13 @@ static vx_err dnnl_create(vx_nn_engine *e)
         }
     }
     int nprim = 0, nref = 0;
-    for (int i = 0; i < d->nsteps; i++)
+    for (int i = 0; i < d->nsteps; i++) {
         d->steps[i].prim ? nprim++ : nref++;
+        e->stats.reorders += d->steps[i].is_reorder;
+    }
+    e->stats.primitives = nprim;
+    e->stats.reference_steps = nref;
+    e->stats.arena_mib = (double)total / (1 << 20);
     const dnnl_version_t *v = dnnl_version();
     snprintf(e->desc, sizeof e->desc,
              "cpu: oneDNN %d.%d.%d, %s, %s layout, %d threads, %d primitives + %d reference steps, %.1f MiB arena",

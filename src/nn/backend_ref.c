@@ -59,6 +59,8 @@ static vx_err ref_create(vx_nn_engine *e)
     snprintf(e->desc, sizeof e->desc, "ref: portable C reference kernels, 1 thread, %.1f MiB activations",
              (double)total / (1 << 20));
     e->threads = 1;
+    e->stats.reference_steps = g->nn;
+    e->stats.arena_mib = (double)total / (1 << 20);
 out:
     free(bytes);
     free(off);

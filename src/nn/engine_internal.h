@@ -30,7 +30,12 @@ struct vx_nn_engine {
     const vx_nn_backend_ops *ops;
     void *impl;
     char desc[256];
+    vx_nn_engine_stats stats;
 };
+
+/* Wraps a graph built in memory (tests, loaders) into a model: optimises
+ * it when asked, checks it and takes ownership (freed on failure too). */
+vx_err vx_nn_model_from_graph(vx_graph *g, int optimize, vx_nn_model **out);
 
 extern const vx_nn_backend_ops vx_nn_ref_ops;
 extern const vx_nn_backend_ops vx_nn_dnnl_ops;

@@ -59,20 +59,30 @@ vx_err vx_nn_model_load(const char *path, const vx_nn_load_opts *opts, vx_nn_mod
         e = vx_fail(VX_ERR_FORMAT, "%s: unknown model format (expected a TensorFlow.js model.json)", path);
     if (e)
         return e;
-    e = opts->optimize ? vx_graph_optimize(g) : vx_graph_compact(g);
+    e = vx_nn_model_from_graph(g, opts->optimize, out);
+    return e ? vx_fail_prefix(e, "%s: ", path) : VX_OK;
+}
+
+vx_err vx_nn_model_from_graph(vx_graph *g, int optimize, vx_nn_model **out)
+{
+    *out = NULL;
+    /* Constant sub-graphs are folded either way: shapes depend on them. */
+    vx_err e = optimize ? vx_graph_optimize(g) : vx_graph_compact(g);
+    if (!e && !optimize)
+        e = vx_pass_fold_constants(g);
     if (!e)
         e = vx_graph_infer_shapes(g);
     if (!e) {
         for (int i = 0; i < g->n_inputs; i++)
             if (g->t[g->inputs[i]].rank < 0 || vx_tensor_elems(&g->t[g->inputs[i]]) <= 0)
-                e = vx_fail(VX_ERR_FORMAT, "%s: input %d has no static shape", path, i);
+                e = vx_fail(VX_ERR_FORMAT, "input %d has no static shape", i);
         for (int i = 0; i < g->n_outputs && !e; i++)
             if (g->t[g->outputs[i]].dtype != VX_DT_F32)
-                e = vx_fail(VX_ERR_UNSUPPORTED, "%s: output '%s' is not float", path, g->out_names[i]);
+                e = vx_fail(VX_ERR_UNSUPPORTED, "output '%s' is not float", g->out_names[i]);
     }
     if (e) {
         vx_graph_free(g);
-        return vx_fail_prefix(e, "%s: ", path);
+        return e;
     }
     vx_nn_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -236,3 +246,4 @@ const float *vx_nn_engine_output(const vx_nn_engine *e, int i)
 }
 vx_err vx_nn_engine_run(vx_nn_engine *e) { return e->ops->run(e); }
 const char *vx_nn_engine_describe(const vx_nn_engine *e) { return e->desc; }
+void vx_nn_engine_get_stats(const vx_nn_engine *e, vx_nn_engine_stats *s) { *s = e->stats; }

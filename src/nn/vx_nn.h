@@ -54,7 +54,7 @@ typedef struct {
 } vx_nn_model_stats;
 
 typedef struct {
-    int optimize; /* 1 (default): run the optimisation passes; 0: as loaded */
+    int optimize; /* 1 (default): run the optimisation passes; 0: as loaded (constants folded) */
 } vx_nn_load_opts;
 
 void vx_nn_load_opts_default(vx_nn_load_opts *opts);
@@ -96,6 +96,15 @@ vx_err vx_nn_engine_run(vx_nn_engine *engine);
 /* Dense float32 buffer holding output `index` after a run; valid until the
  * next run or destroy. */
 const float *vx_nn_engine_output(const vx_nn_engine *engine, int index);
+typedef struct {
+    int primitives;      /* kernel-library calls per run (cpu backend) */
+    int reorders;        /* of which layout conversions */
+    int reference_steps; /* nodes run by the portable C kernels */
+    double arena_mib;    /* activation memory after liveness planning */
+} vx_nn_engine_stats;
+
+void vx_nn_engine_get_stats(const vx_nn_engine *engine, vx_nn_engine_stats *stats);
+
 /* One line on what the engine runs ("cpu: oneDNN 2.6.3, avx512_core_bf16, 2 threads"). */
 const char *vx_nn_engine_describe(const vx_nn_engine *engine);
 
