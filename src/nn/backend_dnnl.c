@@ -277,6 +277,56 @@ static int resolve_root(const dnnl_impl *d, int b, size_t *off)
 
 /* ---- per-operator compilation ----------------------------------------- */
 
+/* Primitive attributes of a fused convolution; with_acts = 0 leaves the
+ * activations out (they then run as separate eltwise steps). */
+static dnnl_primitive_attr_t conv_attr(const vx_conv_attr *c, int with_acts)
+{
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_post_ops_t po;
+    if (!attr || dnnl_post_ops_create(&po) != dnnl_success)
+        return attr;
+    for (int k = 0; k < c->n_post; k++) {
+        const vx_postop *p = &c->post[k];
+        if (p->kind == VX_POST_SUM)
+            dnnl_post_ops_append_sum(po, 1.0f);
+        else if (!with_acts)
+            continue;
+        else if (p->act == VX_ACT_RELU)
+            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
+        else if (p->act == VX_ACT_LEAKY_RELU)
+            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, p->alpha, 0.0f);
+        else if (p->act == VX_ACT_SIGMOID)
+            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_logistic, 0.0f, 0.0f);
+    }
+    dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    return attr;
+}
+
+static vx_err act_step(dnnl_impl *d, const vx_postop *p, const dnnl_memory_desc_t *md, int buf)
+{
+    dnnl_eltwise_desc_t ed;
+    dnnl_alg_kind_t alg = p->act == VX_ACT_SIGMOID ? dnnl_eltwise_logistic : dnnl_eltwise_relu;
+    float alpha = p->act == VX_ACT_LEAKY_RELU ? p->alpha : 0.0f;
+    DNNL_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, md, alpha, 0.0f),
+               "eltwise descriptor");
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &ed, attr, d->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return vx_fail(VX_ERR_BACKEND, "oneDNN: eltwise creation failed (status %d)", (int)st);
+    step_t *s;
+    vx_err e = add_prim_step(d, pd, &s);
+    dnnl_primitive_desc_destroy(pd);
+    if (e)
+        return e;
+    /* In place: source and destination are the same buffer. */
+    add_arg(d, s, DNNL_ARG_SRC, md, buf);
+    add_arg(d, s, DNNL_ARG_DST, md, buf);
+    return VX_OK;
+}
+
 static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
 {
     const vx_conv_attr *c = &n->a.conv;
@@ -312,29 +362,35 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     }
     dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_a);
     dnnl_dims_t strides = {c->sh, c->sw}, dil = {c->dh - 1, c->dw - 1}, pl = {c->pt, c->pl}, pr = {c->pb, c->pr};
+    /* VX_CONV_ALG=wino: 3x3 stride-1 convolutions run Winograd F(2x2,3x3)
+     * where oneDNN has it.  Its kernel takes no LeakyReLU post-op, so an
+     * activation-only post-op list becomes an in-place eltwise step after
+     * it.  Off by default: on NanoDet-g it measured no faster than direct
+     * (the transforms cost what the multiplies save at 16-128 channels). */
+    const char *algenv = getenv("VX_CONV_ALG");
+    int has_sum = 0;
+    for (int k = 0; k < c->n_post; k++)
+        has_sum |= c->post[k].kind == VX_POST_SUM;
+    int try_wino = algenv && !strcmp(algenv, "wino") && c->kh == 3 && c->kw == 3 && c->sh == 1 &&
+                   c->sw == 1 && c->dh == 1 && c->dw == 1 && G == 1 && d->ts[y].direct_out < 0;
+    dnnl_primitive_attr_t attrs[2] = {conv_attr(c, 1), conv_attr(c, 0)};
     dnnl_convolution_desc_t cd;
-    DNNL_CHECK(dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                          &src_md, &w_md, has_bias ? &b_md : NULL, &dst_md, strides,
-                                                          dil, pl, pr),
-               "convolution descriptor");
-    dnnl_primitive_attr_t attr = new_attr();
-    dnnl_post_ops_t po;
-    dnnl_post_ops_create(&po);
-    for (int k = 0; k < c->n_post; k++) {
-        const vx_postop *p = &c->post[k];
-        if (p->kind == VX_POST_SUM)
-            dnnl_post_ops_append_sum(po, 1.0f);
-        else if (p->act == VX_ACT_RELU)
-            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
-        else if (p->act == VX_ACT_LEAKY_RELU)
-            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, p->alpha, 0.0f);
-        else if (p->act == VX_ACT_SIGMOID)
-            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_logistic, 0.0f, 0.0f);
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_unimplemented;
+    int split_acts = 0;
+    for (int pass = try_wino ? 0 : 2; pass < 3 && st != dnnl_success; pass++) {
+        /* pass 0: Winograd with all post-ops; 1: Winograd, activations apart; 2: direct */
+        if (pass == 1 && (has_sum || !c->n_post))
+            continue;
+        dnnl_alg_kind_t calg = pass < 2 ? dnnl_convolution_winograd : dnnl_convolution_direct;
+        st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, calg, &src_md, &w_md,
+                                                        has_bias ? &b_md : NULL, &dst_md, strides, dil, pl, pr);
+        if (st == dnnl_success)
+            st = dnnl_primitive_desc_create(&pd, &cd, attrs[pass == 1], d->eng, NULL);
+        split_acts = st == dnnl_success && pass == 1;
     }
-    dnnl_primitive_attr_set_post_ops(attr, po);
-    dnnl_post_ops_destroy(po);
-    dnnl_primitive_desc_t pd;
-    dnnl_status_t st = dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL);
+    dnnl_primitive_attr_t attr = attrs[0];
+    dnnl_primitive_attr_destroy(attrs[1]);
     int direct = d->ts[y].direct_out >= 0;
     if (st == dnnl_success && direct) {
         /* Writing NHWC from a blocked source only pays when a JIT kernel
@@ -438,6 +494,11 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     }
     add_arg(d, s, DNNL_ARG_DST, &dst_md, yb);
     dnnl_primitive_desc_destroy(pd);
+    for (int k = 0; split_acts && k < c->n_post; k++) {
+        e = act_step(d, &c->post[k], &dst_md, yb);
+        if (e)
+            return e;
+    }
     if (d->ts[y].direct_out >= 0 && !direct) {
         dnnl_memory_desc_t nhwc;
         dnnl_memory_desc_init_by_tag(&nhwc, 4, yd, dnnl_f32, dnnl_nhwc);
