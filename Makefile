@@ -1,6 +1,7 @@
 # Verolux top-level Makefile: thin wrapper around scripts/setup, CMake and ctest.
 #
-#   make run     build (Release, -Werror) and run the detector on the sample images
+#   make run     build (Release, -Werror) and start `verolux serve` on http://127.0.0.1:8000
+#                (default source: $CACHE/samples/vtest.avi, or VIDEO_SOURCE); Ctrl-C stops it
 #   make test    unit tests, then the same under ASan+UBSan, then the fuzzers
 #   make bench   build and run bench/run-all
 #
@@ -26,7 +27,7 @@ FUZZ_DIR ?= build-fuzz
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 CTEST_ARGS ?=
-RUN_CMD ?= $(BUILD_DIR)/verolux detect $(CACHE)/samples/*.jpg
+RUN_CMD ?= $(BUILD_DIR)/verolux serve
 
 CTEST = ctest --output-on-failure --no-tests=error $(CTEST_ARGS)
 SAN_ENV = ASAN_OPTIONS=detect_leaks=1 \

@@ -1,7 +1,7 @@
 /*
  * Post-processing core without a network: IoU, class-aware NMS, NanoDet GFL
- * decoding on hand-built head outputs, the letterbox geometry and the
- * option checks.
+ * and YOLO decoding on hand-built head outputs, the letterbox geometry and
+ * fill, and the option checks.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -380,13 +380,101 @@ static void test_decode_nan(void **state)
     free(s);
 }
 
+/* ---- YOLO decoding ---- */
+
+/* Lays logical boxes [box][channel] out as the model would: channels
+ * first ([1, C, N], YOLOv8's own) or boxes first ([1, N, C]). */
+static float *yolo_layout(const float *boxes, int n, int c, int channels_first)
+{
+    float *t = malloc(sizeof(float) * (size_t)n * (size_t)c);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < c; k++)
+            t[channels_first ? (size_t)k * n + i : (size_t)i * c + k] = boxes[i * c + k];
+    return t;
+}
+
+static int yolo_run(const float *boxes, int n, int nc, int objectness, int channels_first, float conf,
+                    vx_detection *out)
+{
+    int c = nc + (objectness ? 5 : 4);
+    float *t = yolo_layout(boxes, n, c, channels_first);
+    vx_yolo_output o = {t, n, nc, objectness, channels_first ? 1 : (size_t)c, channels_first ? (size_t)n : 1};
+    vx_scored_cell scratch[16];
+    assert_true(n <= 16);
+    int k = vx_yolo_decode(&o, conf, scratch, out);
+    free(t);
+    return k;
+}
+
+static void assert_det(const vx_detection *d, float x1, float y1, float x2, float y2, float conf, int cls)
+{
+    if (d->cls != cls || fabsf(d->conf - conf) > 1e-6f || fabsf(d->x1 - x1) > 1e-4f ||
+        fabsf(d->y1 - y1) > 1e-4f || fabsf(d->x2 - x2) > 1e-4f || fabsf(d->y2 - y2) > 1e-4f)
+        fail_msg("got class %d %.4f [%.2f %.2f %.2f %.2f], expected class %d %.4f [%.2f %.2f %.2f %.2f]",
+                 d->cls, (double)d->conf, (double)d->x1, (double)d->y1, (double)d->x2, (double)d->y2, cls,
+                 (double)conf, (double)x1, (double)y1, (double)x2, (double)y2);
+}
+
+static void test_yolov8_decode(void **state)
+{
+    (void)state;
+    /* cx, cy, w, h, then three class scores. */
+    const float boxes[7 * 7] = {
+        50,  60, 20, 10, 0.1f,  0.9f,  0.5f, /* class 1 only, though class 2 passes too */
+        10,  10, 4,  4,  0.2f,  0.2f,  0.2f, /* under the threshold */
+        30,  30, 8,  6,  0.35f, 0,     0,    /* exactly on it: kept */
+        70,  20, 10, 10, 0.6f,  0.6f,  0.1f, /* a tie goes to the first class */
+        5,   5,  2,  2,  0.1f,  NAN,   0.8f, /* a NaN score loses to any number */
+        5,   5,  2,  2,  NAN,   0.1f,  0.2f, /* the same: 0.2 is its best score */
+        100, 80, 30, 40, 0.01f, 0.02f, 1.0f,
+    };
+    for (int cf = 0; cf <= 1; cf++) {
+        vx_detection d[7];
+        int n = yolo_run(boxes, 7, 3, 0, cf, 0.35f, d);
+        assert_int_equal(n, 5);
+        assert_det(&d[0], 40, 55, 60, 65, 0.9f, 1);
+        assert_det(&d[1], 26, 27, 34, 33, 0.35f, 0);
+        assert_det(&d[2], 65, 15, 75, 25, 0.6f, 0);
+        assert_det(&d[3], 4, 4, 6, 6, 0.8f, 2);
+        assert_det(&d[4], 85, 60, 115, 100, 1.0f, 2);
+        /* Threshold 0 keeps every box. */
+        assert_int_equal(yolo_run(boxes, 7, 3, 0, cf, 0.0f, d), 7);
+        assert_det(&d[5], 4, 4, 6, 6, 0.2f, 2);
+    }
+}
+
+static void test_yolov5_decode(void **state)
+{
+    (void)state;
+    /* cx, cy, w, h, objectness, two class scores. */
+    const float boxes[4 * 7] = {
+        100, 100, 50, 20, 0.8f, 0.9f, 0.5f, /* 0.72, class 0 */
+        200, 200, 10, 10, 0.3f, 1.0f, 1.0f, /* objectness under the threshold */
+        300, 300, 10, 10, 0.9f, 0.2f, 0.3f, /* 0.27 */
+        400, 100, 20, 20, 1.0f, 0.1f, 0.4f, /* 0.4, class 1 */
+    };
+    for (int cf = 0; cf <= 1; cf++) {
+        vx_detection d[4];
+        int n = yolo_run(boxes, 4, 2, 1, cf, 0.35f, d);
+        assert_int_equal(n, 2);
+        assert_det(&d[0], 75, 90, 125, 110, 0.72f, 0);
+        assert_det(&d[1], 390, 90, 410, 110, 0.4f, 1);
+        n = yolo_run(boxes, 4, 2, 1, cf, 0.25f, d);
+        assert_int_equal(n, 4);
+        assert_det(&d[1], 195, 195, 205, 205, 0.3f, 0);
+        assert_det(&d[2], 295, 295, 305, 305, 0.27f, 1);
+    }
+    vx_yolo_output none = {boxes, 0, 2, 1, 7, 1};
+    assert_int_equal(vx_yolo_decode(&none, 0.0f, NULL, NULL), 0);
+}
+
 /* ---- letterbox ---- */
 
 static void test_letterbox_geometry(void **state)
 {
     (void)state;
     vx_letterbox lb;
-    assert_int_equal(vx_letterbox_compute(640, 480, 416, &lb), VX_OK);
+    assert_int_equal(vx_letterbox_compute(640, 480, 416, 416, &lb), VX_OK);
     assert_int_equal(lb.width, 416);
     assert_int_equal(lb.height, 312);
     assert_int_equal(lb.off_x, 0);
@@ -394,7 +482,7 @@ static void test_letterbox_geometry(void **state)
     assert_near(lb.scale_x, 0.65, 1e-6);
     assert_near(lb.scale_y, 0.65, 1e-6);
 
-    assert_int_equal(vx_letterbox_compute(300, 600, 416, &lb), VX_OK);
+    assert_int_equal(vx_letterbox_compute(300, 600, 416, 416, &lb), VX_OK);
     assert_int_equal(lb.width, 208);
     assert_int_equal(lb.height, 416);
     assert_int_equal(lb.off_x, 104);
@@ -402,17 +490,34 @@ static void test_letterbox_geometry(void **state)
 
     /* Upscaling a small image, and an extreme aspect ratio that keeps one
      * pixel. */
-    assert_int_equal(vx_letterbox_compute(100, 50, 416, &lb), VX_OK);
+    assert_int_equal(vx_letterbox_compute(100, 50, 416, 416, &lb), VX_OK);
     assert_int_equal(lb.width, 416);
     assert_int_equal(lb.height, 208);
     assert_int_equal(lb.off_y, 104);
-    assert_int_equal(vx_letterbox_compute(16384, 1, 416, &lb), VX_OK);
+    assert_int_equal(vx_letterbox_compute(16384, 1, 416, 416, &lb), VX_OK);
     assert_int_equal(lb.height, 1);
     assert_int_equal(lb.off_y, 207);
 
-    assert_int_not_equal(vx_letterbox_compute(0, 10, 416, &lb), VX_OK);
-    assert_int_not_equal(vx_letterbox_compute(10, -1, 416, &lb), VX_OK);
-    assert_int_not_equal(vx_letterbox_compute(10, 10, 0, &lb), VX_OK);
+    /* Rectangular canvases (YOLO imgsz [384, 640]): the limiting side
+     * fills, the other is centred; an odd padding pixel goes right. */
+    assert_int_equal(vx_letterbox_compute(1280, 720, 640, 384, &lb), VX_OK);
+    assert_int_equal(lb.width, 640);
+    assert_int_equal(lb.height, 360);
+    assert_int_equal(lb.off_x, 0);
+    assert_int_equal(lb.off_y, 12);
+    assert_int_equal(vx_letterbox_compute(720, 1280, 640, 384, &lb), VX_OK);
+    assert_int_equal(lb.width, 216);
+    assert_int_equal(lb.height, 384);
+    assert_int_equal(lb.off_x, 212);
+    assert_int_equal(vx_letterbox_compute(100, 100, 641, 640, &lb), VX_OK);
+    assert_int_equal(lb.width, 640);
+    assert_int_equal(lb.off_x, 0);
+    assert_int_equal(lb.dst_w, 641);
+
+    assert_int_not_equal(vx_letterbox_compute(0, 10, 416, 416, &lb), VX_OK);
+    assert_int_not_equal(vx_letterbox_compute(10, 10, 416, 0, &lb), VX_OK);
+    assert_int_not_equal(vx_letterbox_compute(10, -1, 416, 416, &lb), VX_OK);
+    assert_int_not_equal(vx_letterbox_compute(10, 10, 0, 0, &lb), VX_OK);
 }
 
 static void test_letterbox_round_trip(void **state)
@@ -421,7 +526,7 @@ static void test_letterbox_round_trip(void **state)
     const int sizes[3][2] = {{768, 576}, {500, 375}, {333, 777}};
     for (int k = 0; k < 3; k++) {
         vx_letterbox lb;
-        assert_int_equal(vx_letterbox_compute(sizes[k][0], sizes[k][1], 416, &lb), VX_OK);
+        assert_int_equal(vx_letterbox_compute(sizes[k][0], sizes[k][1], 416, 416, &lb), VX_OK);
         /* Forward: v * scale + offset, as the preprocessing places pixels. */
         float x1 = 131, y1 = 208, x2 = 0.4f * sizes[k][0], y2 = 0.9f * sizes[k][1];
         vx_detection d = box(x1 * lb.scale_x + lb.off_x, y1 * lb.scale_y + lb.off_y,
@@ -438,7 +543,7 @@ static void test_letterbox_unmap_clip(void **state)
 {
     (void)state;
     vx_letterbox lb;
-    assert_int_equal(vx_letterbox_compute(640, 480, 416, &lb), VX_OK); /* image rows 52..364 */
+    assert_int_equal(vx_letterbox_compute(640, 480, 416, 416, &lb), VX_OK); /* image rows 52..364 */
     vx_detection d[3] = {
         box(10, 0, 100, 30, 0.9f, 0),   /* entirely in the top padding: dropped */
         box(-5, 40, 420, 400, 0.8f, 1), /* spills over every edge: clipped */
@@ -454,6 +559,24 @@ static void test_letterbox_unmap_clip(void **state)
     assert_int_equal(d[1].cls, 2);
     assert_near(d[1].x2, 640, 1e-3);
     assert_near(d[1].y2, 480, 1e-3);
+}
+
+static void test_letterbox_drop_padding(void **state)
+{
+    (void)state;
+    vx_letterbox lb;
+    assert_int_equal(vx_letterbox_compute(640, 480, 416, 416, &lb), VX_OK); /* image rows 52..364 */
+    vx_detection d[5] = {
+        box(10, 0, 100, 52, 0.9f, 0),    /* touches the image's top edge only: no area over it */
+        box(10, 0, 100, 53, 0.8f, 1),    /* one row over it: kept */
+        box(10, 364, 100, 400, 0.7f, 2), /* bottom padding */
+        box(NAN, 100, 200, 200, 0.6f, 3),
+        box(-50, 300, 5, 380, 0.5f, 4), /* over the bottom-left corner: kept */
+    };
+    int n = vx_letterbox_drop_padding(&lb, d, 5);
+    assert_int_equal(n, 2);
+    assert_int_equal(d[0].cls, 1);
+    assert_int_equal(d[1].cls, 4);
 }
 
 /* ---- resize taps and the canvas ---- */
@@ -496,11 +619,14 @@ static void test_bilinear_taps(void **state)
     assert_tap(&big[0], 0, 1, (float)(0.5 * 768 / 416 - 0.5));
 }
 
-static const float fill_mean[3] = {1, 2, 3}, fill_inv[3] = {0.5f, 0.25f, 0.125f};
+/* B, G, R planes, with a distinct normalisation per plane so that a plane
+ * written from the wrong colour, or normalised with another plane's
+ * values, shows. */
+static const vx_input_norm fill_norm = {0, {1, 2, 3}, {0.5f, 0.25f, 0.125f}, 0};
 
 static float fill_expect(float v, int c)
 {
-    return (v - fill_mean[c]) * fill_inv[c];
+    return (v - fill_norm.mean[c]) * fill_norm.inv_std[c];
 }
 
 /* A 4x2 RGB image onto a 4x4 canvas: rows 1 and 2, exact copies, planes
@@ -516,14 +642,14 @@ static void test_letterbox_fill_copy(void **state)
             px[y][x * 3 + 2] = 200;                         /* B */
         }
     vx_letterbox lb;
-    assert_int_equal(vx_letterbox_compute(4, 2, 4, &lb), VX_OK);
+    assert_int_equal(vx_letterbox_compute(4, 2, 4, 4, &lb), VX_OK);
     assert_int_equal(lb.off_y, 1);
     vx_lerp_tap xt[4], yt[4];
     vx_bilinear_taps(4, lb.width, xt);
     vx_bilinear_taps(2, lb.height, yt);
     vx_packed_src src = {&px[0][0], 16, 2, 1, 0};
     float dst[3 * 16];
-    vx_letterbox_fill(&src, &lb, xt, yt, fill_mean, fill_inv, 0, dst);
+    vx_letterbox_fill(&src, &lb, xt, yt, &fill_norm, 0, dst);
     for (int y = 0; y < 4; y++)
         for (int x = 0; x < 4; x++) {
             int iy = y - 1, in = iy >= 0 && iy < 2;
@@ -535,12 +661,12 @@ static void test_letterbox_fill_copy(void **state)
 
     /* The same pixels declared BGR swap the outer planes. */
     vx_packed_src bgr = {&px[0][0], 16, 0, 1, 2};
-    vx_letterbox_fill(&bgr, &lb, xt, yt, fill_mean, fill_inv, 0, dst);
+    vx_letterbox_fill(&bgr, &lb, xt, yt, &fill_norm, 0, dst);
     assert_near(dst[0 * 16 + 1 * 4 + 3], fill_expect(120, 0), 1e-5);
     assert_near(dst[2 * 16 + 1 * 4 + 3], fill_expect(200, 2), 1e-5);
 
     /* Interleaved layout: pixel (x 2, y 2) is image pixel (2, 1). */
-    vx_letterbox_fill(&src, &lb, xt, yt, fill_mean, fill_inv, 1, dst);
+    vx_letterbox_fill(&src, &lb, xt, yt, &fill_norm, 1, dst);
     const float *p = dst + (2 * 4 + 2) * 3;
     assert_near(p[0], fill_expect(200, 0), 1e-5);
     assert_near(p[1], fill_expect(7, 1), 1e-5);
@@ -549,6 +675,48 @@ static void test_letterbox_fill_copy(void **state)
         assert_near(dst[c], fill_expect(0, c), 1e-5);                   /* top-left padding */
         assert_near(dst[(3 * 4 + 3) * 3 + c], fill_expect(0, c), 1e-5); /* bottom-right */
     }
+}
+
+/* Ultralytics' input: planes in R, G, B order, the border grey 114
+ * normalised like the pixels, on a rectangular canvas. */
+static void test_letterbox_fill_rgb_grey(void **state)
+{
+    (void)state;
+    const vx_input_norm norm = {1, {1, 2, 3}, {0.5f, 0.25f, 0.125f}, 114};
+    const uint8_t px[2 * 2 * 3] = {10, 20, 30, 10, 20, 30, 10, 20, 30, 10, 20, 30}; /* R, G, B */
+    vx_letterbox lb;
+    assert_int_equal(vx_letterbox_compute(2, 2, 6, 4, &lb), VX_OK); /* 4x4 at column 1 */
+    assert_int_equal(lb.off_x, 1);
+    vx_lerp_tap xt[4], yt[4];
+    vx_bilinear_taps(2, lb.width, xt);
+    vx_bilinear_taps(2, lb.height, yt);
+    vx_packed_src src = {px, 6, 2, 1, 0};
+    float dst[3 * 24];
+    vx_letterbox_fill(&src, &lb, xt, yt, &norm, 0, dst);
+    const float rgb[3] = {10, 20, 30};
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < 4; y++)
+            for (int x = 0; x < 6; x++) {
+                float v = x >= 1 && x <= 4 ? rgb[c] : 114;
+                assert_near(dst[c * 24 + y * 6 + x], (v - norm.mean[c]) * norm.inv_std[c], 1e-5);
+            }
+    vx_letterbox_fill(&src, &lb, xt, yt, &norm, 1, dst);
+    assert_near(dst[(2 * 6 + 0) * 3 + 0], (114 - 1) * 0.5, 1e-5);
+    assert_near(dst[(2 * 6 + 2) * 3 + 0], (10 - 1) * 0.5, 1e-5);
+    assert_near(dst[(2 * 6 + 2) * 3 + 2], (30 - 3) * 0.125, 1e-5);
+
+    /* The families' tables. */
+    const vx_input_norm *y = vx_family_input_norm(VX_FAMILY_YOLOV8);
+    assert_ptr_equal(y, vx_family_input_norm(VX_FAMILY_YOLOV5));
+    assert_int_equal(y->rgb, 1);
+    assert_near(y->pad, 114, 0);
+    assert_near(y->mean[0], 0, 0);
+    assert_near(y->inv_std[2], 1 / 255.0, 1e-9);
+    const vx_input_norm *nd = vx_family_input_norm(VX_FAMILY_NANODET);
+    assert_int_equal(nd->rgb, 0);
+    assert_near(nd->pad, 0, 0);
+    assert_near(nd->mean[0], 103.53, 1e-4);
+    assert_near(nd->inv_std[2], 1 / 58.395, 1e-7);
 }
 
 /* Shrinking 4x4 to 2x2 averages 2x2 blocks: plain bilinear, no wider
@@ -565,13 +733,13 @@ static void test_letterbox_fill_shrink(void **state)
             q[2] = 0;
         }
     vx_letterbox lb;
-    assert_int_equal(vx_letterbox_compute(4, 4, 2, &lb), VX_OK);
+    assert_int_equal(vx_letterbox_compute(4, 4, 2, 2, &lb), VX_OK);
     vx_lerp_tap xt[2], yt[2];
     vx_bilinear_taps(4, 2, xt);
     vx_bilinear_taps(4, 2, yt);
     vx_packed_src src = {px, 12, 2, 1, 0};
     float dst[3 * 4];
-    vx_letterbox_fill(&src, &lb, xt, yt, fill_mean, fill_inv, 0, dst);
+    vx_letterbox_fill(&src, &lb, xt, yt, &fill_norm, 0, dst);
     /* R plane: block means 35, 75 / 135, 175. */
     assert_near(dst[8 + 0], fill_expect(35, 2), 1e-4);
     assert_near(dst[8 + 1], fill_expect(75, 2), 1e-4);
@@ -652,7 +820,11 @@ int main(void)
         cmocka_unit_test(test_decode_topk),
         cmocka_unit_test(test_decode_topk_pairs),
         cmocka_unit_test(test_decode_nan),
+        cmocka_unit_test(test_yolov8_decode),
+        cmocka_unit_test(test_yolov5_decode),
         cmocka_unit_test(test_letterbox_geometry),
+        cmocka_unit_test(test_letterbox_drop_padding),
+        cmocka_unit_test(test_letterbox_fill_rgb_grey),
         cmocka_unit_test(test_letterbox_round_trip),
         cmocka_unit_test(test_letterbox_unmap_clip),
         cmocka_unit_test(test_bilinear_taps),

@@ -1,12 +1,7 @@
 /*
- * The detector around a fake network: this file defines the vx_nn_* calls
- * detector.c makes, so the linker takes them from here and never pulls the
- * real engine out of the library.  That lets the test set any output
- * shapes (in any order, under any names) and read back exactly what the
- * preprocessing wrote into the input tensor, with no model file.
- *
- * If detector.c starts calling another vx_nn_* function, add it here: the
- * link otherwise pulls the real engine in and fails on duplicate symbols.
+ * The NanoDet detector around a fake network (fake_nn.h): recognition
+ * from the output shapes, preprocessing into the input tensor, and the
+ * whole chain on hand-written head outputs, with no model file.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -19,162 +14,13 @@
 #include <cmocka.h>
 
 #include "detect/detect_internal.h"
-
-/* ---- the fake engine ---- */
-
-#define FAKE_MAX_OUT 8
-
-typedef struct {
-    const char *name;
-    int rank;
-    int64_t dims[4];
-} fake_tensor;
-
-static struct {
-    int ninputs;
-    fake_tensor input;
-    fake_tensor outputs[FAKE_MAX_OUT];
-    int noutputs;
-    float *in;
-    float *out[FAKE_MAX_OUT];
-    int runs;
-    int live_engines, live_models;
-} fake;
-
-struct vx_nn_model {
-    int unused;
-};
-struct vx_nn_engine {
-    int unused;
-};
-static vx_nn_model fake_model;
-static vx_nn_engine fake_engine;
-
-static size_t numel(const fake_tensor *t)
-{
-    size_t n = 1;
-    for (int i = 0; i < t->rank; i++)
-        n *= (size_t)(t->dims[i] > 0 ? t->dims[i] : 1);
-    return n;
-}
-
-vx_err vx_nn_model_load(const char *path, const vx_nn_load_opts *opts, vx_nn_model **out)
-{
-    (void)opts;
-    *out = NULL;
-    if (strstr(path, "missing"))
-        return vx_fail(VX_ERR_IO, "cannot open: No such file or directory");
-    fake.live_models++;
-    *out = &fake_model;
-    return VX_OK;
-}
-
-void vx_nn_model_destroy(vx_nn_model *model)
-{
-    if (model)
-        fake.live_models--;
-}
-
-int vx_nn_model_input_count(const vx_nn_model *model)
-{
-    (void)model;
-    return fake.ninputs;
-}
-
-int vx_nn_model_output_count(const vx_nn_model *model)
-{
-    (void)model;
-    return fake.noutputs;
-}
-
-static void info_of(const fake_tensor *t, vx_nn_tensor_info *info)
-{
-    memset(info, 0, sizeof *info);
-    info->name = t->name;
-    info->rank = t->rank;
-    for (int i = 0; i < t->rank; i++)
-        info->dims[i] = t->dims[i];
-}
-
-void vx_nn_model_input_info(const vx_nn_model *model, int index, vx_nn_tensor_info *info)
-{
-    (void)model;
-    assert_int_equal(index, 0);
-    info_of(&fake.input, info);
-}
-
-void vx_nn_model_output_info(const vx_nn_model *model, int index, vx_nn_tensor_info *info)
-{
-    (void)model;
-    assert_in_range(index, 0, fake.noutputs - 1);
-    info_of(&fake.outputs[index], info);
-}
-
-void vx_nn_engine_opts_default(vx_nn_engine_opts *opts)
-{
-    opts->backend = VX_NN_BACKEND_REF;
-    opts->threads = 0;
-}
-
-vx_err vx_nn_engine_create(const vx_nn_model *model, const vx_nn_engine_opts *opts, vx_nn_engine **out)
-{
-    (void)model;
-    (void)opts;
-    fake.in = malloc(numel(&fake.input) * sizeof(float));
-    for (int i = 0; i < fake.noutputs; i++)
-        fake.out[i] = calloc(numel(&fake.outputs[i]), sizeof(float));
-    fake.live_engines++;
-    *out = &fake_engine;
-    return VX_OK;
-}
-
-void vx_nn_engine_destroy(vx_nn_engine *engine)
-{
-    if (!engine)
-        return;
-    free(fake.in);
-    fake.in = NULL;
-    for (int i = 0; i < fake.noutputs; i++) {
-        free(fake.out[i]);
-        fake.out[i] = NULL;
-    }
-    fake.live_engines--;
-}
-
-float *vx_nn_engine_input(vx_nn_engine *engine, int index)
-{
-    (void)engine;
-    assert_int_equal(index, 0);
-    return fake.in;
-}
-
-vx_err vx_nn_engine_run(vx_nn_engine *engine)
-{
-    (void)engine;
-    fake.runs++;
-    return VX_OK;
-}
-
-const float *vx_nn_engine_output(const vx_nn_engine *engine, int index)
-{
-    (void)engine;
-    return fake.out[index];
-}
+#include "fake_nn.h"
 
 /* ---- configurations ---- */
 
-static void fake_reset(void)
-{
-    memset(fake.outputs, 0, sizeof fake.outputs);
-    fake.ninputs = 1;
-    fake.input = (fake_tensor){"images", 4, {1, 3, 416, 416}};
-    fake.noutputs = 0;
-    fake.runs = 0;
-}
-
 static void add_output(const char *name, int64_t n, int64_t c)
 {
-    fake.outputs[fake.noutputs++] = (fake_tensor){name, 3, {1, n, c}};
+    fake_add_output(name, 3, 1, n, c, 0, 0);
 }
 
 /* NanoDet-g as the TFJS conversion presents it: names that say nothing,
@@ -293,7 +139,7 @@ static void test_reject_models(void **state)
 
 static void nan_fill(void)
 {
-    size_t n = numel(&fake.input);
+    size_t n = fake_numel(&fake.input);
     for (size_t i = 0; i < n; i++)
         fake.in[i] = NAN;
 }
@@ -311,7 +157,7 @@ static float at(int c, int y, int x)
 
 static void assert_no_nan(void)
 {
-    size_t n = numel(&fake.input);
+    size_t n = fake_numel(&fake.input);
     for (size_t i = 0; i < n; i++)
         if (isnan(fake.in[i]))
             fail_msg("input element %zu was not written", i);

@@ -85,7 +85,7 @@ static void fill_inputs(vx_nn_engine *a, vx_nn_engine *b, const vx_nn_model *m, 
 
 static double cpu_vs_ref(const vx_nn_model *m, int threads)
 {
-    vx_nn_engine_opts oc = {VX_NN_BACKEND_CPU, threads}, orf = {VX_NN_BACKEND_REF, 1};
+    vx_nn_engine_opts oc = {.backend = VX_NN_BACKEND_CPU, .threads = threads}, orf = {.backend = VX_NN_BACKEND_REF, .threads = 1};
     vx_nn_engine *c, *r;
     assert_int_equal(vx_nn_engine_create(m, &oc, &c), VX_OK);
     assert_int_equal(vx_nn_engine_create(m, &orf, &r), VX_OK);
@@ -185,7 +185,7 @@ static void check_graph(gb *b, gb *b2)
     assert_true(cpu_vs_ref(m, 2) <= REL_TOL);
     rng = seed;
     assert_true(cpu_vs_ref(m, 1) <= REL_TOL);
-    vx_nn_engine_opts o = {VX_NN_BACKEND_REF, 1};
+    vx_nn_engine_opts o = {.backend = VX_NN_BACKEND_REF, .threads = 1};
     vx_nn_engine *a, *z;
     assert_int_equal(vx_nn_engine_create(m, &o, &a), VX_OK);
     assert_int_equal(vx_nn_engine_create(m0, &o, &z), VX_OK);
@@ -311,7 +311,7 @@ static void test_nanodet_cpu_vs_ref_image(void **state)
     assert_int_equal(vx_detector_preprocess(det, vx_image_buf_view(img)), VX_OK);
     const vx_nn_model *m = vx_detector_model(det);
     vx_nn_engine *cpu = vx_detector_engine(det), *ref;
-    vx_nn_engine_opts o = {VX_NN_BACKEND_REF, 1};
+    vx_nn_engine_opts o = {.backend = VX_NN_BACKEND_REF, .threads = 1};
     assert_int_equal(vx_nn_engine_create(m, &o, &ref), VX_OK);
     vx_nn_tensor_info ti;
     vx_nn_model_input_info(m, 0, &ti);
@@ -336,7 +336,7 @@ static void test_nanodet_passes_preserve_outputs(void **state)
     assert_true(s.nodes < s0.nodes / 3); /* ~240 nodes fold down to under 80 */
     assert_true(fabs(s.flops - 4.18e9) < 0.01e9);
     assert_int_equal(vx_nn_model_output_count(m), vx_nn_model_output_count(m0));
-    vx_nn_engine_opts o = {VX_NN_BACKEND_REF, 1};
+    vx_nn_engine_opts o = {.backend = VX_NN_BACKEND_REF, .threads = 1};
     vx_nn_engine *a, *z;
     assert_int_equal(vx_nn_engine_create(m, &o, &a), VX_OK);
     assert_int_equal(vx_nn_engine_create(m0, &o, &z), VX_OK);
@@ -372,7 +372,7 @@ static void test_nanodet_cpu_plan(void **state)
     assert_int_equal(pads, 0);
     assert_true(transposes <= vx_nn_model_output_count(m)); /* only the NHWC output views */
     vx_nn_engine *e;
-    vx_nn_engine_opts o = {VX_NN_BACKEND_CPU, 2};
+    vx_nn_engine_opts o = {.backend = VX_NN_BACKEND_CPU, .threads = 2};
     assert_int_equal(vx_nn_engine_create(m, &o, &e), VX_OK);
     vx_nn_engine_stats st;
     vx_nn_engine_get_stats(e, &st);
@@ -384,13 +384,77 @@ static void test_nanodet_cpu_plan(void **state)
     vx_nn_model_destroy(m);
 }
 
+/* BF16 against FP32 on real images: raw outputs nearly parallel and the
+ * same detections. */
+static void test_nanodet_bf16(void **state)
+{
+    (void)state;
+    if (!vx_nn_precision_native(VX_NN_BF16)) {
+        print_message("this CPU has no native BF16 (avx512_bf16/AMX): nothing to compare\n");
+        skip();
+    }
+    const char *cache = getenv("VEROLUX_CACHE");
+    const char *images[] = {"dog.jpg", "person.jpg", "horses.jpg", "kite.jpg", "giraffe.jpg", "eagle.jpg"};
+    vx_nn_engine_opts o32 = {.backend = VX_NN_BACKEND_CPU, .threads = 2, .precision = VX_NN_FP32};
+    vx_nn_engine_opts o16 = o32;
+    o16.precision = VX_NN_BF16;
+    vx_detector *d32, *d16;
+    assert_int_equal(vx_detector_create(model_path, &o32, NULL, &d32), VX_OK);
+    assert_int_equal(vx_detector_create(model_path, &o16, NULL, &d16), VX_OK);
+    assert_non_null(strstr(vx_nn_engine_describe(vx_detector_engine(d16)), "BF16"));
+    int matched = 0, total32 = 0, total16 = 0;
+    for (size_t i = 0; i < sizeof images / sizeof *images; i++) {
+        char path[1300];
+        snprintf(path, sizeof path, "%s/samples/%s", cache, images[i]);
+        vx_image_buf *img;
+        assert_int_equal(vx_image_load(path, &img), VX_OK);
+        vx_detection a[64], b[64];
+        int na, nb;
+        assert_int_equal(vx_detector_run(d32, vx_image_buf_view(img), a, 64, &na), VX_OK);
+        assert_int_equal(vx_detector_run(d16, vx_image_buf_view(img), b, 64, &nb), VX_OK);
+        const vx_nn_model *m = vx_detector_model(d32);
+        for (int k = 0; k < vx_nn_model_output_count(m); k++) {
+            vx_nn_tensor_info t;
+            vx_nn_model_output_info(m, k, &t);
+            const float *x = vx_nn_engine_output(vx_detector_engine(d32), k);
+            const float *y = vx_nn_engine_output(vx_detector_engine(d16), k);
+            double dot = 0, nx = 0, ny = 0;
+            for (size_t e = 0; e < elems(&t); e++) {
+                dot += (double)x[e] * y[e];
+                nx += (double)x[e] * x[e];
+                ny += (double)y[e] * y[e];
+            }
+            double cosv = dot / sqrt(nx * ny);
+            if (cosv < 0.999)
+                print_error("%s output %s: cosine %f\n", images[i], t.name, cosv);
+            assert_true(cosv >= 0.999);
+        }
+        for (int p = 0; p < na; p++)
+            for (int q = 0; q < nb; q++)
+                if (a[p].cls == b[q].cls && vx_box_iou(&a[p], &b[q]) >= 0.5f) {
+                    matched++;
+                    break;
+                }
+        total32 += na;
+        total16 += nb;
+        vx_image_buf_destroy(img);
+    }
+    double f1 = 2.0 * matched / (double)(total32 + total16);
+    print_message("BF16 vs FP32 on %zu images: %d/%d detections matched, F1 %.3f\n",
+                  sizeof images / sizeof *images, matched, total32, f1);
+    assert_true(total32 > 10);
+    assert_true(f1 >= 0.98);
+    vx_detector_destroy(d32);
+    vx_detector_destroy(d16);
+}
+
 static void test_engine_errors(void **state)
 {
     (void)state;
     vx_nn_model *m;
     assert_int_equal(vx_nn_model_load(model_path, NULL, &m), VX_OK);
     vx_nn_engine *e = NULL;
-    vx_nn_engine_opts o = {VX_NN_BACKEND_CUDA, 0};
+    vx_nn_engine_opts o = {.backend = VX_NN_BACKEND_CUDA, .threads = 0};
     assert_int_equal(vx_nn_engine_create(m, &o, &e), VX_ERR_UNAVAILABLE);
     assert_non_null(strstr(vx_last_error(), "cuda"));
     o.backend = VX_NN_BACKEND_CPU;
@@ -429,6 +493,7 @@ int main(void)
         cmocka_unit_test(test_nanodet_cpu_vs_ref_image),
         cmocka_unit_test(test_nanodet_passes_preserve_outputs),
         cmocka_unit_test(test_nanodet_cpu_plan),
+        cmocka_unit_test(test_nanodet_bf16),
         cmocka_unit_test(test_engine_errors),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

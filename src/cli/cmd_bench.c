@@ -16,11 +16,12 @@
 static void usage(FILE *f)
 {
     fprintf(f, "usage: verolux bench model [--model PATH] [--backend cpu|ref|all] [--threads N[,N...]]\n"
-               "                           [--runs N] [--warmup N] [--json]\n\n"
+               "                           [--precision fp32|bf16|all] [--runs N] [--warmup N] [--json]\n\n"
                "Measures the network alone (no pre/post-processing) on a fixed random input.\n"
                "  --model PATH     model file (default: $MODEL_PATH or the cached NanoDet-g)\n"
                "  --backend B      cpu (default), ref, or all\n"
                "  --threads LIST   comma-separated thread counts (default: 1 and all cores)\n"
+               "  --precision P    fp32 (default), bf16, a comma list, or all (cpu backend)\n"
                "  --runs N         timed runs per configuration (default 200, at least 1)\n"
                "  --warmup N       untimed runs first (default 20)\n"
                "  --json           one JSON object per configuration instead of a table\n");
@@ -40,10 +41,10 @@ static double pct(const double *sorted, int n, double p)
     return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
-static int bench_one(const vx_nn_model *m, vx_nn_backend b, int threads, int runs, int warmup, int json,
-                     const char *model_path)
+static int bench_one(const vx_nn_model *m, vx_nn_backend b, vx_nn_precision prec, int threads, int runs, int warmup,
+                     int json, const char *model_path)
 {
-    vx_nn_engine_opts o = {b, threads};
+    vx_nn_engine_opts o = {.backend = b, .threads = threads, .precision = prec};
     vx_nn_engine *e;
     if (vx_nn_engine_create(m, &o, &e)) {
         fprintf(stderr, "verolux: %s\n", vx_last_error());
@@ -83,8 +84,9 @@ static int bench_one(const vx_nn_model *m, vx_nn_backend b, int threads, int run
     vx_nn_model_stats st;
     vx_nn_model_get_stats(m, &st);
     if (json) {
-        json_t *o2 = json_pack("{s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:s}", "model", model_path,
-                               "backend", vx_nn_backend_name(b), "threads", threads, "runs", runs, "warmup", warmup,
+        json_t *o2 = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:s}", "model", model_path,
+                               "backend", vx_nn_backend_name(b), "precision", vx_nn_precision_name(prec),
+                               "threads", threads, "runs", runs, "warmup", warmup,
                                "median_ms", med, "p10_ms", p10, "p90_ms", p90, "fps", 1e3 / med, "gflops_per_s",
                                st.flops / (med * 1e6), "engine", vx_nn_engine_describe(e));
         char *s = o2 ? json_dumps(o2, JSON_COMPACT) : NULL;
@@ -93,8 +95,8 @@ static int bench_one(const vx_nn_model *m, vx_nn_backend b, int threads, int run
         free(s);
         json_decref(o2);
     } else {
-        printf("%-5s %7d %6d %10.2f %9.2f %9.2f %8.1f %9.1f\n", vx_nn_backend_name(b), threads, runs, med, p10, p90,
-               1e3 / med, st.flops / (med * 1e6));
+        printf("%-5s %-5s %7d %6d %10.2f %9.2f %9.2f %8.1f %9.1f\n", vx_nn_backend_name(b), vx_nn_precision_name(prec),
+               threads, runs, med, p10, p90, 1e3 / med, st.flops / (med * 1e6));
     }
     fflush(stdout);
     free(t);
@@ -107,12 +109,13 @@ static int bench_model(int argc, char **argv)
     static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"backend", required_argument, 0, 'b'},
                                          {"threads", required_argument, 0, 't'}, {"runs", required_argument, 0, 'r'},
                                          {"warmup", required_argument, 0, 'w'},  {"json", no_argument, 0, 'j'},
+                                         {"precision", required_argument, 0, 'p'},
                                          {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
     char model[4096] = "";
-    const char *backend = "cpu", *threads_arg = NULL;
+    const char *backend = "cpu", *threads_arg = NULL, *prec_arg = "fp32";
     int runs = 200, warmup = 20, json = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:b:t:r:w:jh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:b:t:r:w:p:jh", opts, NULL)) != -1) {
         switch (c) {
         case 'm': snprintf(model, sizeof model, "%s", optarg); break;
         case 'b': backend = optarg; break;
@@ -130,6 +133,7 @@ static int bench_model(int argc, char **argv)
             }
             break;
         case 'j': json = 1; break;
+        case 'p': prec_arg = optarg; break;
         case 'h': usage(stdout); return VX_EXIT_OK;
         default: usage(stderr); return VX_EXIT_USAGE;
         }
@@ -169,6 +173,22 @@ static int bench_model(int argc, char **argv)
         if (cores > 1)
             threads[nt++] = cores;
     }
+    vx_nn_precision precs[2];
+    int np = 0;
+    if (!strcmp(prec_arg, "all")) {
+        precs[np++] = VX_NN_FP32;
+        precs[np++] = VX_NN_BF16;
+    } else {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", prec_arg);
+        for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+            if (np == 2 || vx_nn_precision_parse(tok, &precs[np])) {
+                fprintf(stderr, "verolux bench: bad --precision '%s' (fp32, bf16, a list, or all)\n", prec_arg);
+                return VX_EXIT_USAGE;
+            }
+            np++;
+        }
+    }
     vx_nn_model *m;
     if (vx_nn_model_load(model, NULL, &m)) {
         fprintf(stderr, "verolux: %s\n", vx_last_error());
@@ -179,18 +199,19 @@ static int bench_model(int argc, char **argv)
         vx_nn_model_get_stats(m, &st);
         printf("model %s (%s, %d nodes, %d convolutions, %.2f GFLOPs per image)\n", model, st.format, st.nodes,
                st.convs, st.flops / 1e9);
-        printf("%-5s %7s %6s %10s %9s %9s %8s %9s\n", "back", "threads", "runs", "median_ms", "p10_ms", "p90_ms", "fps",
-               "GFLOP/s");
+        printf("%-5s %-5s %7s %6s %10s %9s %9s %8s %9s\n", "back", "prec", "threads", "runs", "median_ms", "p10_ms",
+               "p90_ms", "fps", "GFLOP/s");
     }
     int rc = VX_EXIT_OK;
     for (int i = 0; i < nb && rc == VX_EXIT_OK; i++)
-        for (int k = 0; k < nt && rc == VX_EXIT_OK; k++) {
-            /* The reference backend is single-threaded: one row is enough. */
-            if (backends[i] == VX_NN_BACKEND_REF && k > 0)
-                break;
-            rc = bench_one(m, backends[i], backends[i] == VX_NN_BACKEND_REF ? 1 : threads[k], runs, warmup, json,
-                           model);
-        }
+        for (int p = 0; p < np && rc == VX_EXIT_OK; p++)
+            for (int k = 0; k < nt && rc == VX_EXIT_OK; k++) {
+                /* The reference backend is single-threaded FP32: one row. */
+                if (backends[i] == VX_NN_BACKEND_REF && (k > 0 || p > 0))
+                    break;
+                rc = bench_one(m, backends[i], backends[i] == VX_NN_BACKEND_REF ? VX_NN_FP32 : precs[p],
+                               backends[i] == VX_NN_BACKEND_REF ? 1 : threads[k], runs, warmup, json, model);
+            }
     vx_nn_model_destroy(m);
     return rc;
 }

@@ -24,9 +24,13 @@ static void usage(FILE *f)
                "  --json          one JSON object per image per line\n"
                "  --model PATH    model file (default: $MODEL_PATH, else\n"
                "                  $VEROLUX_CACHE/models/nanodet/nanodet.json,\n"
-               "                  VEROLUX_CACHE defaulting to ~/.cache/verolux)\n"
+               "                  VEROLUX_CACHE defaulting to ~/.cache/verolux):\n"
+               "                  NanoDet (TFJS or ONNX), or an Ultralytics\n"
+               "                  YOLOv5/YOLOv8/YOLO11 ONNX export (recognised\n"
+               "                  from its outputs; class names from its metadata)\n"
                "  --backend NAME  cpu (default) or ref\n"
                "  --threads N     inference threads (default 0: all cores)\n"
+               "  --precision P   fp32 (default) or bf16 (cpu backend)\n"
                "  --conf F        confidence threshold, 0..1 (default 0.35)\n"
                "  --iou F         NMS IoU threshold, 0..1 (default 0.5)\n"
                "  --max-det N     at most N detections per image (default 30)\n"
@@ -96,12 +100,22 @@ static const char *bad_option(char **argv, char *buf, size_t len)
 
 int vx_cmd_detect(int argc, char **argv)
 {
-    enum { OPT_JSON = 256, OPT_MODEL, OPT_BACKEND, OPT_THREADS, OPT_CONF, OPT_IOU, OPT_MAX_DET };
+    enum {
+        OPT_JSON = 256,
+        OPT_MODEL,
+        OPT_BACKEND,
+        OPT_THREADS,
+        OPT_CONF,
+        OPT_IOU,
+        OPT_MAX_DET,
+        OPT_PRECISION
+    };
     static const struct option long_opts[] = {
         {"json", no_argument, NULL, OPT_JSON},
         {"model", required_argument, NULL, OPT_MODEL},
         {"backend", required_argument, NULL, OPT_BACKEND},
         {"threads", required_argument, NULL, OPT_THREADS},
+        {"precision", required_argument, NULL, OPT_PRECISION},
         {"conf", required_argument, NULL, OPT_CONF},
         {"iou", required_argument, NULL, OPT_IOU},
         {"max-det", required_argument, NULL, OPT_MAX_DET},
@@ -128,6 +142,10 @@ int vx_cmd_detect(int argc, char **argv)
         case OPT_BACKEND:
             if (vx_nn_backend_parse(optarg, &eng.backend) != VX_OK)
                 return bad_usage("unknown backend '%s' (expected cpu or ref)", optarg);
+            break;
+        case OPT_PRECISION:
+            if (vx_nn_precision_parse(optarg, &eng.precision) != VX_OK)
+                return bad_usage("unknown precision '%s' (expected fp32 or bf16)", optarg);
             break;
         case OPT_THREADS:
             if (vx_cli_parse_int(optarg, 0, 4096, &eng.threads))

@@ -17,8 +17,8 @@ typedef struct {
 static const command commands[] = {
     {"detect", vx_cmd_detect, "detect objects in image files"},
     {"bench", vx_cmd_bench, "measure inference speed and accuracy"},
-    {"models", NULL, "list, fetch and verify models"},
-    {"serve", NULL, "run the video analytics server"},
+    {"models", vx_cmd_models, "inspect a model file, run it on raw .npy inputs"},
+    {"serve", vx_cmd_serve, "run the video analytics server"},
     {"export", NULL, "compile a model into an engine file"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])

@@ -29,6 +29,7 @@ const char *vx_strerror(vx_err err)
     case VX_ERR_BACKEND: return "kernel library failure";
     case VX_ERR_NOT_FOUND: return "not found";
     case VX_ERR_UNAVAILABLE: return "not available on this machine";
+    case VX_ERR_DENIED: return "refused by policy";
     }
     return "unknown error";
 }

@@ -26,6 +26,7 @@ typedef enum {
     VX_ERR_BACKEND = -6,     /* a kernel library reported a failure */
     VX_ERR_NOT_FOUND = -7,   /* a named thing does not exist */
     VX_ERR_UNAVAILABLE = -8, /* feature not present on this machine */
+    VX_ERR_DENIED = -9,      /* refused by policy (a source a client may not open) */
 } vx_err;
 
 #if defined(__GNUC__)

@@ -70,6 +70,7 @@ typedef struct {
     int nsteps, capsteps;
     tstate_t *ts;
     dnnl_format_tag_t act_tag;
+    dnnl_data_type_t act_dt; /* activations and weights: f32 or bf16 */
     int block;
     uint8_t *arena;
     size_t arena_bytes, scratch_bytes;
@@ -104,6 +105,14 @@ static const char *isa_name(void)
     case dnnl_cpu_isa_sse41: return "sse41";
     default: return "other";
     }
+}
+
+int vx_nn_precision_native(vx_nn_precision p)
+{
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (p == VX_NN_BF16)
+        return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+    return 1;
 }
 
 int vx_nn_dnnl_available(const char **why)
@@ -277,6 +286,21 @@ static int resolve_root(const dnnl_impl *d, int b, size_t *off)
 
 /* ---- per-operator compilation ----------------------------------------- */
 
+/* oneDNN eltwise algorithm and alpha for an activation. */
+static void act_alg(vx_act a, float alpha_in, dnnl_alg_kind_t *alg, float *alpha)
+{
+    *alpha = 0.0f;
+    switch (a) {
+    case VX_ACT_LEAKY_RELU: *alg = dnnl_eltwise_relu, *alpha = alpha_in; break;
+    case VX_ACT_SIGMOID: *alg = dnnl_eltwise_logistic; break;
+    case VX_ACT_SWISH: *alg = dnnl_eltwise_swish, *alpha = 1.0f; break;
+    case VX_ACT_HARDSWISH: *alg = dnnl_eltwise_hardswish; break;
+    case VX_ACT_RELU:
+    case VX_ACT_NONE:
+    default: *alg = dnnl_eltwise_relu; break;
+    }
+}
+
 /* Primitive attributes of a fused convolution; with_acts = 0 leaves the
  * activations out (they then run as separate eltwise steps). */
 static dnnl_primitive_attr_t conv_attr(const vx_conv_attr *c, int with_acts)
@@ -289,14 +313,14 @@ static dnnl_primitive_attr_t conv_attr(const vx_conv_attr *c, int with_acts)
         const vx_postop *p = &c->post[k];
         if (p->kind == VX_POST_SUM)
             dnnl_post_ops_append_sum(po, 1.0f);
-        else if (!with_acts)
+        else if (!with_acts || p->act == VX_ACT_NONE)
             continue;
-        else if (p->act == VX_ACT_RELU)
-            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f);
-        else if (p->act == VX_ACT_LEAKY_RELU)
-            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, p->alpha, 0.0f);
-        else if (p->act == VX_ACT_SIGMOID)
-            dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_logistic, 0.0f, 0.0f);
+        else {
+            dnnl_alg_kind_t alg;
+            float alpha;
+            act_alg(p->act, p->alpha, &alg, &alpha);
+            dnnl_post_ops_append_eltwise(po, 1.0f, alg, alpha, 0.0f);
+        }
     }
     dnnl_primitive_attr_set_post_ops(attr, po);
     dnnl_post_ops_destroy(po);
@@ -306,8 +330,9 @@ static dnnl_primitive_attr_t conv_attr(const vx_conv_attr *c, int with_acts)
 static vx_err act_step(dnnl_impl *d, const vx_postop *p, const dnnl_memory_desc_t *md, int buf)
 {
     dnnl_eltwise_desc_t ed;
-    dnnl_alg_kind_t alg = p->act == VX_ACT_SIGMOID ? dnnl_eltwise_logistic : dnnl_eltwise_relu;
-    float alpha = p->act == VX_ACT_LEAKY_RELU ? p->alpha : 0.0f;
+    dnnl_alg_kind_t alg;
+    float alpha;
+    act_alg(p->act, p->alpha, &alg, &alpha);
     DNNL_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, md, alpha, 0.0f),
                "eltwise descriptor");
     dnnl_primitive_attr_t attr = new_attr();
@@ -339,8 +364,9 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     dims_of(tx, xd);
     dims_of(ty, yd);
     int src_plain = d->ts[x].act < 0; /* the graph input: read NCHW directly */
-    if (src_plain && d->block == 0) {
-        /* No JIT kernel reads NCHW into NHWC: reorder the input once. */
+    if (src_plain && (d->block == 0 || d->act_dt != dnnl_f32)) {
+        /* No JIT kernel reads NCHW into NHWC, nor converts fp32 input on
+         * the fly in BF16: reorder the input once. */
         vx_err e = need_act(d, g, x);
         if (e)
             return e;
@@ -354,11 +380,11 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     if (G == 1) {
         dims_of(tw, wd);
         dnnl_memory_desc_init_by_tag(&w_user_md, 4, wd, dnnl_f32, dnnl_oihw);
-        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_f32, dnnl_format_tag_any);
+        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, d->act_dt, dnnl_format_tag_any);
     } else {
         dnnl_dims_t gd = {G, tw->dims[0] / G, tw->dims[1], tw->dims[2], tw->dims[3]};
         dnnl_memory_desc_init_by_tag(&w_user_md, 5, gd, dnnl_f32, dnnl_goihw);
-        dnnl_memory_desc_init_by_tag(&w_md, 5, gd, dnnl_f32, dnnl_format_tag_any);
+        dnnl_memory_desc_init_by_tag(&w_md, 5, gd, d->act_dt, dnnl_format_tag_any);
     }
     dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_a);
     dnnl_dims_t strides = {c->sh, c->sw}, dil = {c->dh - 1, c->dw - 1}, pl = {c->pt, c->pl}, pr = {c->pb, c->pr};
@@ -391,6 +417,44 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     }
     dnnl_primitive_attr_t attr = attrs[0];
     dnnl_primitive_attr_destroy(attrs[1]);
+    /* A source layout no JIT kernel reads (BF16 first layer: 3 channels in a
+     * 16-channel block) would fall to oneDNN's reference code: let oneDNN
+     * pick the source layout and reorder into it instead. */
+    int src_buf = src_plain ? d->ts[x].plain : d->ts[x].act;
+    const char *impl0 = NULL;
+    if (st == dnnl_success && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl0) == dnnl_success &&
+        impl0 && !strncmp(impl0, "ref", 3)) {
+        dnnl_memory_desc_t any_md;
+        dnnl_memory_desc_init_by_tag(&any_md, 4, xd, d->act_dt, dnnl_format_tag_any);
+        dnnl_primitive_desc_t pd2 = NULL;
+        if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &any_md,
+                                                       &w_md, has_bias ? &b_md : NULL, &dst_md, strides, dil, pl,
+                                                       pr) == dnnl_success &&
+            dnnl_primitive_desc_create(&pd2, &cd, attr, d->eng, NULL) == dnnl_success) {
+            const char *impl2 = NULL;
+            dnnl_primitive_desc_query(pd2, dnnl_query_impl_info_str, 0, &impl2);
+            if (impl2 && strncmp(impl2, "ref", 3)) {
+                const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd2, dnnl_query_src_md, 0);
+                int tb = new_buf(d, dnnl_memory_desc_get_size(want));
+                vx_err e = tb < 0 ? vx_fail(VX_ERR_NOMEM, "out of memory")
+                                  : reorder_step(d, &src_md, src_buf, want, tb);
+                if (e) {
+                    dnnl_primitive_desc_destroy(pd2);
+                    dnnl_primitive_desc_destroy(pd);
+                    dnnl_primitive_attr_destroy(attr);
+                    return e;
+                }
+                src_md = *want;
+                src_buf = tb;
+                dnnl_primitive_desc_destroy(pd);
+                pd = pd2;
+                split_acts = 0;
+                pd2 = NULL;
+            }
+        }
+        if (pd2)
+            dnnl_primitive_desc_destroy(pd2);
+    }
     int direct = d->ts[y].direct_out >= 0;
     if (st == dnnl_success && direct) {
         /* Writing NHWC from a blocked source only pays when a JIT kernel
@@ -485,7 +549,7 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         dnnl_primitive_desc_destroy(pd);
         return e;
     }
-    add_arg(d, s, DNNL_ARG_SRC, &src_md, src_plain ? d->ts[x].plain : d->ts[x].act);
+    add_arg(d, s, DNNL_ARG_SRC, &src_md, src_buf);
     add_arg(d, s, DNNL_ARG_WEIGHTS, wq, wb);
     if (has_bias) {
         int bb = new_buf(d, 0);
@@ -495,6 +559,8 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     add_arg(d, s, DNNL_ARG_DST, &dst_md, yb);
     dnnl_primitive_desc_destroy(pd);
     for (int k = 0; split_acts && k < c->n_post; k++) {
+        if (c->post[k].act == VX_ACT_NONE)
+            continue;
         e = act_step(d, &c->post[k], &dst_md, yb);
         if (e)
             return e;
@@ -555,7 +621,7 @@ static vx_err concat_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     if (yb < 0)
         return vx_fail(VX_ERR_NOMEM, "out of memory");
     if (inplace) {
-        size_t plane = (size_t)(ty->dims[2] * ty->dims[3]) * sizeof(float);
+        size_t plane = (size_t)(ty->dims[2] * ty->dims[3]) * (d->act_dt == dnnl_bf16 ? 2 : 4);
         off = 0;
         for (int i = 0; i < n->n_in; i++) {
             int b = d->ts[n->in[i]].act;
@@ -719,10 +785,18 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     }
     case VX_OP_RELU:
     case VX_OP_LEAKY_RELU:
-    case VX_OP_SIGMOID: {
+    case VX_OP_SIGMOID:
+    case VX_OP_SWISH:
+    case VX_OP_HARDSWISH: {
         dnnl_eltwise_desc_t ed;
-        dnnl_alg_kind_t alg = n->op == VX_OP_SIGMOID ? dnnl_eltwise_logistic : dnnl_eltwise_relu;
-        float alpha = n->op == VX_OP_LEAKY_RELU ? n->a.leaky.alpha : 0.0f;
+        vx_act act = n->op == VX_OP_RELU         ? VX_ACT_RELU
+                     : n->op == VX_OP_LEAKY_RELU ? VX_ACT_LEAKY_RELU
+                     : n->op == VX_OP_SIGMOID    ? VX_ACT_SIGMOID
+                     : n->op == VX_OP_SWISH      ? VX_ACT_SWISH
+                                                 : VX_ACT_HARDSWISH;
+        dnnl_alg_kind_t alg;
+        float alpha;
+        act_alg(act, n->op == VX_OP_LEAKY_RELU ? n->a.leaky.alpha : 0.0f, &alg, &alpha);
         DNNL_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &d->ts[x].act_md, alpha, 0.0f),
                    "eltwise descriptor");
         int a = DNNL_ARG_SRC;
@@ -786,6 +860,7 @@ static vx_err dnnl_create(vx_nn_engine *e)
     DNNL_CHECK(dnnl_stream_create(&d->stream, d->eng, dnnl_stream_default_flags), "stream creation");
     d->block = isa_block();
     d->act_tag = d->block == 16 ? dnnl_aBcd16b : dnnl_aBcd8b;
+    d->act_dt = e->precision == VX_NN_BF16 ? dnnl_bf16 : dnnl_f32;
     const char *lay = getenv("VX_CPU_LAYOUT");
     if (lay && !strcmp(lay, "nhwc")) {
         d->block = 0;
@@ -814,7 +889,7 @@ static vx_err dnnl_create(vx_nn_engine *e)
             dnnl_memory_desc_init_by_tag(&s->plain_md, t->rank, dims, dnnl_f32, plain_tags[t->rank]);
         }
         if (is_act_tensor(t))
-            dnnl_memory_desc_init_by_tag(&s->act_md, 4, dims, dnnl_f32, d->act_tag);
+            dnnl_memory_desc_init_by_tag(&s->act_md, 4, dims, d->act_dt, d->act_tag);
     }
     for (int i = 0; i < g->n_inputs; i++) {
         int t = g->inputs[i];
@@ -937,8 +1012,11 @@ static vx_err dnnl_create(vx_nn_engine *e)
     e->stats.arena_mib = (double)total / (1 << 20);
     const dnnl_version_t *v = dnnl_version();
     snprintf(e->desc, sizeof e->desc,
-             "cpu: oneDNN %d.%d.%d, %s, %s layout, %d threads, %d primitives + %d reference steps, %.1f MiB arena",
-             v->major, v->minor, v->patch, isa_name(), d->block == 16 ? "nChw16c" : d->block ? "nChw8c" : "nhwc", e->threads, nprim, nref,
+             "cpu: oneDNN %d.%d.%d, %s, %s %s%s, %d threads, %d primitives + %d reference steps, %.1f MiB arena",
+             v->major, v->minor, v->patch, isa_name(), vx_nn_precision_name(e->precision),
+             d->block == 16 ? "nChw16c" : d->block ? "nChw8c" : "nhwc",
+             e->precision != VX_NN_FP32 && !vx_nn_precision_native(e->precision) ? " (emulated: no native BF16)" : "",
+             e->threads, nprim, nref,
              (double)total / (1 << 20));
     return VX_OK;
 }

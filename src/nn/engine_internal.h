@@ -24,6 +24,7 @@ struct vx_nn_engine {
     const vx_nn_model *model;
     const vx_graph *g;
     vx_nn_backend backend;
+    vx_nn_precision precision;
     int threads;
     float **inputs;  /* dense, one per graph input */
     float **outputs; /* dense, one per graph output */

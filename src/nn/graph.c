@@ -14,6 +14,12 @@ static const char *const op_names[VX_OP_COUNT] = {
     [VX_OP_RESIZE] = "Resize",       [VX_OP_RESHAPE] = "Reshape",
     [VX_OP_TRANSPOSE] = "Transpose", [VX_OP_PAD] = "Pad",
     [VX_OP_IDENTITY] = "Identity",   [VX_OP_SPARSE_TO_DENSE] = "SparseToDense",
+    [VX_OP_SWISH] = "Swish",         [VX_OP_HARDSWISH] = "HardSwish",
+    [VX_OP_HARDSIGMOID] = "HardSigmoid", [VX_OP_CLIP] = "Clip",
+    [VX_OP_SOFTMAX] = "Softmax",     [VX_OP_MATMUL] = "MatMul",
+    [VX_OP_SLICE] = "Slice",         [VX_OP_GATHER] = "Gather",
+    [VX_OP_CAST] = "Cast",           [VX_OP_POW] = "Pow",
+    [VX_OP_FLOOR] = "Floor",         [VX_OP_CEIL] = "Ceil",
 };
 
 const char *vx_op_name(vx_op op) { return (unsigned)op < VX_OP_COUNT ? op_names[op] : "?"; }
@@ -50,6 +56,12 @@ void vx_graph_free(vx_graph *g)
     for (int i = 0; g->out_names && i < g->n_outputs; i++)
         free(g->out_names[i]);
     free(g->out_names);
+    for (int i = 0; i < g->n_meta; i++) {
+        free(g->meta_keys[i]);
+        free(g->meta_values[i]);
+    }
+    free(g->meta_keys);
+    free(g->meta_values);
     free(g);
 }
 
@@ -271,7 +283,7 @@ static vx_err set_shape(vx_graph *g, const vx_node *n, int t, int rank, const in
 
 static int64_t const_i64(const vx_tensor *t, int64_t i)
 {
-    return t->dtype == VX_DT_I64 ? ((const int64_t *)t->data)[i] : (int64_t)((const float *)t->data)[i];
+    return t->dtype == VX_DT_I64 ? ((const int64_t *)t->data)[i] : vx_f2i64(((const float *)t->data)[i]);
 }
 
 static vx_err resolve_pads(const vx_node *n, vx_pad_mode mode, int64_t h, int64_t w, int kh, int kw, int sh,
@@ -332,6 +344,80 @@ static vx_err infer_broadcast(vx_graph *g, vx_node *n)
     return set_shape(g, n, n->out[0], r, d);
 }
 
+/* numpy matmul for ranks >= 2 (loaders turn 1-D operands into 2-D ones):
+ * [..., M, K] x [..., K, N] -> [..., M, N], batch dims broadcast. */
+static vx_err infer_matmul(vx_graph *g, vx_node *n)
+{
+    const vx_tensor *a = &g->t[n->in[0]], *b = &g->t[n->in[1]];
+    if (a->rank < 2 || b->rank < 2)
+        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (MatMul): operands must have rank >= 2 (%d, %d)", n->name,
+                       a->rank, b->rank);
+    if (a->dtype != VX_DT_F32 || b->dtype != VX_DT_F32)
+        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (MatMul): integer operands", n->name);
+    if (a->dims[a->rank - 1] != b->dims[b->rank - 2])
+        return vx_fail(VX_ERR_FORMAT, "node '%s' (MatMul): inner dimensions differ (%lld vs %lld)", n->name,
+                       (long long)a->dims[a->rank - 1], (long long)b->dims[b->rank - 2]);
+    int r = a->rank > b->rank ? a->rank : b->rank;
+    int64_t d[VX_NN_MAX_RANK];
+    for (int i = 0; i < r - 2; i++) {
+        int ia = i - (r - a->rank), ib = i - (r - b->rank);
+        int64_t da = ia >= 0 ? a->dims[ia] : 1, db = ib >= 0 ? b->dims[ib] : 1;
+        if (da != db && da != 1 && db != 1)
+            return vx_fail(VX_ERR_FORMAT, "node '%s' (MatMul): batch dims cannot broadcast (%lld vs %lld)",
+                           n->name, (long long)da, (long long)db);
+        d[i] = da == 1 ? db : da;
+    }
+    d[r - 2] = a->dims[a->rank - 2];
+    d[r - 1] = b->dims[b->rank - 1];
+    g->t[n->out[0]].dtype = VX_DT_F32;
+    return set_shape(g, n, n->out[0], r, d);
+}
+
+static vx_err infer_slice(vx_graph *g, vx_node *n)
+{
+    const vx_tensor *x = &g->t[n->in[0]];
+    int64_t d[VX_NN_MAX_RANK];
+    for (int i = 0; i < x->rank; i++) {
+        int64_t s = n->a.slice.start[i], e = n->a.slice.end[i], st = n->a.slice.step[i], dim = x->dims[i];
+        /* The loader normalised these for this dim; re-check, the kernel trusts them. */
+        int ok = st > 0 ? (s >= 0 && s <= dim && e >= s && e <= dim)
+                 : st < 0 ? (s >= -1 && s < dim && e >= -1 && e <= s)
+                          : 0;
+        if (!ok || st > VX_MAX_ELEMS || st < -VX_MAX_ELEMS)
+            return vx_fail(VX_ERR_FORMAT, "node '%s' (Slice): bad range %lld:%lld:%lld for dim %d of size %lld",
+                           n->name, (long long)s, (long long)e, (long long)st, i, (long long)dim);
+        d[i] = st > 0 ? (e - s + st - 1) / st : (s - e + (-st) - 1) / (-st);
+    }
+    g->t[n->out[0]].dtype = x->dtype;
+    return set_shape(g, n, n->out[0], x->rank, d);
+}
+
+static vx_err infer_gather(vx_graph *g, vx_node *n)
+{
+    const vx_tensor *x = &g->t[n->in[0]], *ix = &g->t[n->in[1]];
+    int ax = n->a.gather.axis;
+    if (ax < 0)
+        ax += x->rank;
+    if (ax < 0 || ax >= x->rank)
+        return vx_fail(VX_ERR_FORMAT, "node '%s' (Gather): axis %d out of range for rank %d", n->name,
+                       n->a.gather.axis, x->rank);
+    if (ix->dtype != VX_DT_I64)
+        return vx_fail(VX_ERR_FORMAT, "node '%s' (Gather): indices must be integers", n->name);
+    if (x->rank - 1 + ix->rank > VX_NN_MAX_RANK)
+        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (Gather): output rank above %d", n->name, VX_NN_MAX_RANK);
+    n->a.gather.axis = ax;
+    int64_t d[VX_NN_MAX_RANK];
+    int r = 0;
+    for (int i = 0; i < ax; i++)
+        d[r++] = x->dims[i];
+    for (int i = 0; i < ix->rank; i++)
+        d[r++] = ix->dims[i];
+    for (int i = ax + 1; i < x->rank; i++)
+        d[r++] = x->dims[i];
+    g->t[n->out[0]].dtype = x->dtype;
+    return set_shape(g, n, n->out[0], r, d);
+}
+
 vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
 {
     for (int i = 0; i < n->n_in; i++) {
@@ -354,6 +440,9 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
             return vx_fail(VX_ERR_FORMAT,
                            "node '%s' (Conv): weights [%lld,%lld,...] do not fit input channels %lld, groups %d",
                            n->name, (long long)w->dims[0], (long long)w->dims[1], (long long)x->dims[1], c->groups);
+        if (w->dims[2] < 1 || w->dims[2] > 1024 || w->dims[3] < 1 || w->dims[3] > 1024) /* before narrowing */
+            return vx_fail(VX_ERR_FORMAT, "node '%s' (Conv): kernel %lldx%lld out of range", n->name,
+                           (long long)w->dims[2], (long long)w->dims[3]);
         c->kh = (int)w->dims[2];
         c->kw = (int)w->dims[3];
         if (n->n_in > 2 && n->in[2] >= 0 && vx_tensor_elems(&g->t[n->in[2]]) != w->dims[0])
@@ -400,7 +489,40 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
     case VX_OP_SUB:
     case VX_OP_MUL:
     case VX_OP_DIV:
+    case VX_OP_POW:
         return infer_broadcast(g, n);
+    case VX_OP_SWISH:
+    case VX_OP_HARDSWISH:
+    case VX_OP_HARDSIGMOID:
+    case VX_OP_CLIP:
+    case VX_OP_FLOOR:
+    case VX_OP_CEIL:
+        if (x->dtype != VX_DT_F32 && n->op != VX_OP_CLIP && n->op != VX_OP_FLOOR && n->op != VX_OP_CEIL)
+            return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (%s): integer input", n->name, vx_op_name(n->op));
+        g->t[n->out[0]].dtype = x->dtype;
+        return set_shape(g, n, n->out[0], x->rank, x->dims);
+    case VX_OP_SOFTMAX: {
+        int ax = n->a.softmax.axis;
+        if (ax < 0)
+            ax += x->rank;
+        if (ax < 0 || ax >= x->rank)
+            return vx_fail(VX_ERR_FORMAT, "node '%s' (Softmax): axis %d out of range for rank %d", n->name,
+                           n->a.softmax.axis, x->rank);
+        if (x->dtype != VX_DT_F32)
+            return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (Softmax): integer input", n->name);
+        n->a.softmax.axis = ax;
+        g->t[n->out[0]].dtype = VX_DT_F32;
+        return set_shape(g, n, n->out[0], x->rank, x->dims);
+    }
+    case VX_OP_MATMUL:
+        return infer_matmul(g, n);
+    case VX_OP_SLICE:
+        return infer_slice(g, n);
+    case VX_OP_GATHER:
+        return infer_gather(g, n);
+    case VX_OP_CAST:
+        g->t[n->out[0]].dtype = n->a.cast.to;
+        return set_shape(g, n, n->out[0], x->rank, x->dims);
     case VX_OP_RELU:
     case VX_OP_LEAKY_RELU:
     case VX_OP_SIGMOID:
@@ -420,6 +542,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
             const vx_tensor *t = &g->t[n->in[i]];
             if (t->rank != x->rank)
                 return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): inputs differ in rank", n->name);
+            if (t->dtype != x->dtype) /* the kernel copies elements of the first input's size */
+                return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): inputs differ in type", n->name);
             for (int k = 0; k < t->rank; k++)
                 if (k != ax && t->dims[k] != x->dims[k])
                     return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): input %d differs in dim %d", n->name, i, k);
@@ -452,6 +576,9 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
                 if (neg >= 0)
                     return vx_fail(VX_ERR_FORMAT, "node '%s' (Split): more than one -1 size", n->name);
                 neg = i;
+            } else if (n->a.split.sizes[i] > x->dims[ax]) { /* also keeps the sum from overflowing */
+                return vx_fail(VX_ERR_FORMAT, "node '%s' (Split): part %d is larger than the axis (%lld)",
+                               n->name, i, (long long)x->dims[ax]);
             } else
                 sum += n->a.split.sizes[i];
         }
@@ -545,15 +672,24 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
     case VX_OP_PAD:
         g->t[n->out[0]].dtype = x->dtype;
         for (int i = 0; i < x->rank; i++) {
-            d[i] = x->dims[i] + n->a.pad.begin[i] + n->a.pad.end[i];
+            /* Range first: the sum of unchecked pads can overflow. */
             if (n->a.pad.begin[i] < 0 || n->a.pad.end[i] < 0 || n->a.pad.begin[i] > 65536 || n->a.pad.end[i] > 65536)
                 return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (Pad): pads must be in 0..65536", n->name);
+            d[i] = x->dims[i] + n->a.pad.begin[i] + n->a.pad.end[i];
         }
         return set_shape(g, n, n->out[0], x->rank, d);
     case VX_OP_SPARSE_TO_DENSE: {
         const vx_tensor *shp = &g->t[n->in[1]];
         if (!shp->data || shp->rank > 1 || vx_tensor_elems(shp) > VX_NN_MAX_RANK)
             return vx_fail(VX_ERR_FORMAT, "node '%s' (SparseToDense): output shape must be constant", n->name);
+        /* The kernel reads int64 indices ([N] or [N, rank]), N values or one,
+         * and one default of the values' type. */
+        const vx_tensor *ix = &g->t[n->in[0]], *val = &g->t[n->in[2]], *def = &g->t[n->in[3]];
+        int64_t nidx = ix->rank == 0 ? 1 : ix->dims[0];
+        if (ix->dtype != VX_DT_I64 || ix->rank > 2 || val->dtype != def->dtype || vx_tensor_elems(def) != 1 ||
+            (vx_tensor_elems(val) != 1 && vx_tensor_elems(val) != nidx))
+            return vx_fail(VX_ERR_FORMAT, "node '%s' (SparseToDense): indices, values and default do not fit",
+                           n->name);
         int r = (int)vx_tensor_elems(shp);
         for (int i = 0; i < r; i++)
             d[i] = const_i64(shp, i);

@@ -25,6 +25,19 @@
 
 #define VX_MAX_ELEMS (INT64_C(1) << 31) /* per tensor: refuse anything larger */
 
+/* Float to int64 for integer data stored as float (shapes, axes, quantised
+ * weights): saturates, NaN gives 0, where a plain cast would be undefined. */
+static inline int64_t vx_f2i64(double v)
+{
+    if (!(v == v))
+        return 0;
+    if (v >= 9223372036854775807.0)
+        return INT64_MAX;
+    if (v <= -9223372036854775808.0)
+        return INT64_MIN;
+    return (int64_t)v;
+}
+
 typedef enum { VX_DT_F32 = 0, VX_DT_I64 = 1 } vx_dtype;
 
 typedef struct {
@@ -57,6 +70,19 @@ typedef enum {
     VX_OP_PAD,
     VX_OP_IDENTITY,
     VX_OP_SPARSE_TO_DENSE,
+    /* Added for ONNX import. */
+    VX_OP_SWISH,       /* x * sigmoid(x) (SiLU) */
+    VX_OP_HARDSWISH,   /* x * clamp(x / 6 + 1/2, 0, 1) */
+    VX_OP_HARDSIGMOID, /* clamp(alpha * x + beta, 0, 1) */
+    VX_OP_CLIP,        /* clamp(x, lo, hi) */
+    VX_OP_SOFTMAX,
+    VX_OP_MATMUL,      /* numpy matmul, batch dims broadcast */
+    VX_OP_SLICE,
+    VX_OP_GATHER,      /* indices: input 1, int64 */
+    VX_OP_CAST,
+    VX_OP_POW,         /* broadcasting like Add */
+    VX_OP_FLOOR,
+    VX_OP_CEIL,
     VX_OP_COUNT
 } vx_op;
 
@@ -66,6 +92,8 @@ typedef enum {
     VX_ACT_RELU,
     VX_ACT_LEAKY_RELU, /* alpha */
     VX_ACT_SIGMOID,
+    VX_ACT_SWISH,     /* x * sigmoid(x): oneDNN eltwise_swish, alpha 1 */
+    VX_ACT_HARDSWISH, /* x * clamp(x / 6 + 1/2, 0, 1): oneDNN eltwise_hardswish */
 } vx_act;
 
 typedef enum { VX_POST_ACT = 0, VX_POST_SUM = 1 } vx_post_kind;
@@ -104,13 +132,25 @@ typedef enum {
     VX_COORD_ALIGN_CORNERS,    /* x * (in - 1) / (out - 1) */
     VX_COORD_ASYMMETRIC,       /* x / scale */
     VX_COORD_PYTORCH_HALF_PIXEL,
+    VX_COORD_TF_HALF_PIXEL_FOR_NN, /* (x + 0.5) / scale */
 } vx_coord_mode;
+
+/* How nearest-neighbour resizing rounds the source coordinate.  DEFAULT is
+ * what the TFJS loader wants: floor for asymmetric, round-half-down else. */
+typedef enum {
+    VX_NEAREST_DEFAULT = 0,
+    VX_NEAREST_ROUND_PREFER_FLOOR,
+    VX_NEAREST_ROUND_PREFER_CEIL,
+    VX_NEAREST_FLOOR,
+    VX_NEAREST_CEIL,
+} vx_nearest_mode;
 
 typedef struct {
     vx_resize_mode mode;
     vx_coord_mode coord;
     int out_h, out_w; /* 0: from scale */
     float scale_h, scale_w;
+    vx_nearest_mode nearest;
 } vx_resize_attr;
 
 typedef struct {
@@ -130,6 +170,15 @@ typedef struct {
         struct { int perm[VX_NN_MAX_RANK]; } transpose;
         struct { int64_t begin[VX_NN_MAX_RANK], end[VX_NN_MAX_RANK]; float value; } pad;
         struct { int allowzero; } reshape; /* target shape is input 1 */
+        struct { float alpha, beta; } hard; /* HardSigmoid */
+        struct { float lo, hi; } clip;
+        /* flat: ONNX before opset 13, one softmax over all dims from axis on */
+        struct { int axis; int flat; } softmax;
+        /* Per input dim, normalised for its size: start in [0, dim) (or
+         * [0, dim] for an empty slice), end as in Python's range, step != 0. */
+        struct { int64_t start[VX_NN_MAX_RANK], end[VX_NN_MAX_RANK], step[VX_NN_MAX_RANK]; } slice;
+        struct { int axis; } gather;
+        struct { vx_dtype to; } cast;
     } a;
 } vx_node;
 
@@ -142,6 +191,10 @@ typedef struct {
     int *outputs, n_outputs; /* tensor indices */
     char **out_names;        /* the model's names for its outputs (stable across rewrites) */
     char format[16];
+    int opset;               /* ONNX default-domain opset, 0 for other formats */
+    /* Model metadata (ONNX metadata_props): n_meta key/value strings, owned. */
+    char **meta_keys, **meta_values;
+    int n_meta;
 } vx_graph;
 
 vx_graph *vx_graph_new(void);
@@ -196,5 +249,15 @@ void vx_graph_dump(const vx_graph *g, FILE *f);
 
 /* Loaders. */
 vx_err vx_load_tfjs(const char *path, vx_graph **out);
+/* ONNX ModelProto: from a file (external data is read relative to its
+ * folder), or from memory (`name` stands for the file in messages; external
+ * data is refused since there is no folder). */
+vx_err vx_load_onnx(const char *path, vx_graph **out);
+vx_err vx_load_onnx_mem(const char *name, const uint8_t *data, size_t len, vx_graph **out);
+/* The same from memory: `weights` holds every shard of the manifest
+ * concatenated in manifest order (shard paths are not opened); `name` stands
+ * for the file in messages (NULL: "<memory>"). */
+vx_err vx_load_tfjs_mem(const char *name, const char *json, size_t json_len, const uint8_t *weights,
+                        size_t weights_len, vx_graph **out);
 
 #endif

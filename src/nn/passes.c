@@ -7,9 +7,9 @@
  *  2. transpose sinking: transposes are moved past element-wise operators,
  *     Pad, Concat and Split until they meet and cancel, so a graph converted
  *     from NHWC to NCHW (or back) carries no layout shuffles;
- *  3. fusion: Pad into Conv padding (and -inf Pad into MaxPool), constant
- *     Add into the Conv bias, activations and residual Adds into Conv
- *     post-ops.
+ *  3. fusion: Mul(x, Sigmoid(x)) into one Swish (SiLU) node, Pad into Conv
+ *     padding (and -inf Pad into MaxPool), constant Add into the Conv bias,
+ *     activations and residual Adds into Conv post-ops.
  *
  * Rewrites append new nodes and mark old ones dead; vx_graph_compact()
  * restores topological order between rounds.  Every pass preserves the
@@ -23,16 +23,56 @@
 #include "nn/graph.h"
 
 #define FOLD_MAX_ELEMS (16 << 20)
+/* Per folding pass, so that a hostile file cannot make loading slow or
+ * huge: kernel steps (multiply-adds) and bytes of folded constants.
+ * Converters' shape sub-graphs need a tiny fraction of either; past them
+ * nodes stay unfolded and run at inference. */
+#ifndef FOLD_MAX_WORK /* fuzz builds lower it: instrumented kernels are ~20x slower */
+#define FOLD_MAX_WORK 3.3e7
+#endif
+#define FOLD_MAX_BYTES ((size_t)256 << 20)
+/* Converted graphs settle in under ten rounds; a chain built to sink one
+ * step per round stops here, unfinished but correct. */
+#define SINK_MAX_ROUNDS 256
 
 static int is_unary_eltwise(vx_op op)
 {
-    return op == VX_OP_RELU || op == VX_OP_LEAKY_RELU || op == VX_OP_SIGMOID || op == VX_OP_IDENTITY;
+    return op == VX_OP_RELU || op == VX_OP_LEAKY_RELU || op == VX_OP_SIGMOID || op == VX_OP_IDENTITY ||
+           op == VX_OP_SWISH || op == VX_OP_HARDSWISH || op == VX_OP_HARDSIGMOID || op == VX_OP_CLIP ||
+           op == VX_OP_FLOOR || op == VX_OP_CEIL || op == VX_OP_CAST;
 }
 
 static int is_binary(vx_op op) { return op == VX_OP_ADD || op == VX_OP_SUB || op == VX_OP_MUL || op == VX_OP_DIV; }
 
+/* Steps the reference kernel takes for n: about one per element read or
+ * written, times the window for convolutions and pooling. */
+static double fold_work(const vx_graph *g, const vx_node *n)
+{
+    double out = 0;
+    for (int j = 0; j < n->n_out; j++)
+        out += (double)vx_tensor_elems(&g->t[n->out[j]]);
+    if (n->op == VX_OP_CONV) {
+        const vx_tensor *w = &g->t[n->in[1]];
+        return out * (double)w->dims[1] * (double)w->dims[2] * (double)w->dims[3];
+    }
+    if (n->op == VX_OP_MAXPOOL || n->op == VX_OP_AVGPOOL)
+        return out * n->a.pool.kh * n->a.pool.kw;
+    if (n->op == VX_OP_RESIZE) /* coordinates and four taps per element */
+        return out * 8;
+    if (n->op == VX_OP_MATMUL) {
+        const vx_tensor *a = &g->t[n->in[0]];
+        return out * (double)a->dims[a->rank - 1];
+    }
+    for (int j = 0; j < n->n_in; j++)
+        if (n->in[j] >= 0)
+            out += (double)vx_tensor_elems(&g->t[n->in[j]]);
+    return out;
+}
+
 vx_err vx_pass_fold_constants(vx_graph *g)
 {
+    double work = 0;
+    size_t bytes = 0;
     for (int i = 0; i < g->nn; i++) {
         vx_node *n = &g->n[i];
         if (n->dead)
@@ -52,11 +92,18 @@ vx_err vx_pass_fold_constants(vx_graph *g)
         if (n->n_in > 64 || n->n_out > 16)
             continue;
         int too_big = 0;
-        for (int j = 0; j < n->n_out; j++)
-            if (vx_tensor_elems(&g->t[n->out[j]]) > FOLD_MAX_ELEMS)
+        size_t nb = 0;
+        for (int j = 0; j < n->n_out; j++) {
+            int64_t ne = vx_tensor_elems(&g->t[n->out[j]]);
+            if (ne > FOLD_MAX_ELEMS)
                 too_big = 1;
-        if (too_big)
+            nb += (size_t)(ne > 0 ? ne : 1) * 8;
+        }
+        double w = too_big ? 0 : fold_work(g, n);
+        if (too_big || work + w > FOLD_MAX_WORK || bytes + nb > FOLD_MAX_BYTES)
             continue;
+        work += w;
+        bytes += nb;
         for (int j = 0; j < n->n_in; j++)
             in[j] = n->in[j] >= 0 ? g->t[n->in[j]].data : NULL;
         int ok = 1;
@@ -172,10 +219,25 @@ static int is_identity_perm(const int *p, int r)
 static int sink_round(vx_graph *g)
 {
     int changes = 0;
-    int nn0 = g->nn;
+    int nn0 = g->nn, nt0 = g->nt;
     char *touched = calloc((size_t)nn0 + 1, 1);
-    if (!touched)
-        return -1;
+    /* Reads of each tensor by live nodes, kept up to date through the
+     * rewrites below: asking vx_graph_single_consumer() for every input
+     * made a round quadratic in the node count.  Nodes of the round only
+     * ever read tensors that existed at its start, so nt0 entries do. */
+    int *uses = calloc((size_t)nt0 + 1, sizeof(int));
+    char *is_out = calloc((size_t)nt0 + 1, 1);
+    if (!touched || !uses || !is_out)
+        goto oom;
+    for (int i = 0; i < nn0; i++)
+        for (int j = 0; !g->n[i].dead && j < g->n[i].n_in; j++)
+            if (g->n[i].in[j] >= 0)
+                uses[g->n[i].in[j]]++;
+    for (int i = 0; i < g->n_outputs; i++)
+        is_out[g->outputs[i]] = 1;
+#define USE(t, d) ((t) >= 0 && (t) < nt0 ? (void)(uses[t] += (d)) : (void)0)
+/* Same answer as vx_graph_single_consumer(g, t) == i for an input t of node i. */
+#define ONLY_READER(t, i) ((t) < nt0 ? !is_out[t] && uses[t] == 1 : vx_graph_single_consumer(g, t) == (i))
     /* Nodes appended during this round are not rewritten again in it. */
 #define TOUCHED(k) ((k) >= nn0 || touched[k])
     for (int i = 0; i < nn0; i++) {
@@ -189,7 +251,9 @@ static int sink_round(vx_graph *g)
                 int p1[VX_NN_MAX_RANK], p2[VX_NN_MAX_RANK];
                 memcpy(p1, g->n[p].a.transpose.perm, sizeof p1);
                 memcpy(p2, n->a.transpose.perm, sizeof p2);
+                USE(n->in[0], -1);
                 n->in[0] = g->n[p].in[0];
+                USE(n->in[0], 1);
                 for (int k = 0; k < r; k++)
                     n->a.transpose.perm[k] = p1[p2[k]];
                 touched[i] = 1;
@@ -199,7 +263,13 @@ static int sink_round(vx_graph *g)
             if (is_identity_perm(n->a.transpose.perm, r) && g->t[n->out[0]].graph_output < 0) {
                 int out = n->out[0], in = n->in[0];
                 n->dead = 1;
+                USE(in, -1);
                 vx_graph_replace_uses(g, out, in);
+                if (out < nt0 && in < nt0) {
+                    uses[in] += uses[out];
+                    uses[out] = 0;
+                    is_out[in] |= is_out[out];
+                }
                 touched[i] = 1;
                 changes++;
             }
@@ -215,7 +285,7 @@ static int sink_round(vx_graph *g)
             if (n->in[j] < 0)
                 continue;
             int p = producer_op(g, n->in[j], VX_OP_TRANSPOSE);
-            if (p >= 0 && !TOUCHED(p) && vx_graph_single_consumer(g, n->in[j]) == i) {
+            if (p >= 0 && !TOUCHED(p) && ONLY_READER(n->in[j], i)) {
                 tin[j] = p;
                 if (!perm)
                     perm = g->n[p].a.transpose.perm;
@@ -277,6 +347,8 @@ static int sink_round(vx_graph *g)
         } else {
             continue;
         }
+        for (int j = 0; j < g->n[nid].n_in; j++)
+            USE(g->n[nid].in[j], 1);
         /* Re-infer the clone's shapes, then re-create the original outputs
          * as transposes of the clone's outputs. */
         if (vx_graph_infer_node(g, &g->n[nid]))
@@ -288,6 +360,8 @@ static int sink_round(vx_graph *g)
                 goto oom;
         }
         g->n[i].dead = 1;
+        for (int j = 0; j < g->n[i].n_in; j++)
+            USE(g->n[i].in[j], -1);
         touched[i] = 1;
         for (int j = 0; j < g->n[i].n_in; j++)
             if (tin[j] >= 0)
@@ -296,16 +370,22 @@ static int sink_round(vx_graph *g)
     next:;
     }
 #undef TOUCHED
+#undef ONLY_READER
+#undef USE
     free(touched);
+    free(uses);
+    free(is_out);
     return changes;
 oom:
     free(touched);
+    free(uses);
+    free(is_out);
     return -1;
 }
 
 vx_err vx_pass_simplify_transposes(vx_graph *g)
 {
-    for (int round = 0; round < 10000; round++) {
+    for (int round = 0; round < SINK_MAX_ROUNDS; round++) {
         int c = sink_round(g);
         if (c < 0)
             return vx_fail(VX_ERR_NOMEM, "transpose pass: out of memory");
@@ -430,13 +510,22 @@ static int fuse_round(vx_graph *g)
         if (a->n_post >= VX_MAX_POSTOPS)
             continue;
         vx_postop po = {0};
-        if (u->op == VX_OP_RELU || u->op == VX_OP_LEAKY_RELU || u->op == VX_OP_SIGMOID) {
+        if (u->op == VX_OP_RELU || u->op == VX_OP_LEAKY_RELU || u->op == VX_OP_SIGMOID || u->op == VX_OP_SWISH ||
+            u->op == VX_OP_HARDSWISH) {
             po.kind = VX_POST_ACT;
-            po.act = u->op == VX_OP_RELU ? VX_ACT_RELU : u->op == VX_OP_SIGMOID ? VX_ACT_SIGMOID : VX_ACT_LEAKY_RELU;
+            po.act = u->op == VX_OP_RELU        ? VX_ACT_RELU
+                     : u->op == VX_OP_SIGMOID   ? VX_ACT_SIGMOID
+                     : u->op == VX_OP_SWISH     ? VX_ACT_SWISH
+                     : u->op == VX_OP_HARDSWISH ? VX_ACT_HARDSWISH
+                                                : VX_ACT_LEAKY_RELU;
             po.alpha = u->op == VX_OP_LEAKY_RELU ? u->a.leaky.alpha : 0.0f;
         } else if (u->op == VX_OP_ADD) {
             int other = u->in[0] == y ? u->in[1] : u->in[0];
-            if (other == y || g->t[other].data || (n->n_in > 3 && n->in[3] >= 0))
+            /* The residual sum only as the first post-op: oneDNN's JIT
+             * convolutions take [sum, eltwise] but not [eltwise, sum]
+             * (YOLO's x + SiLU(conv(x))), which falls back to its
+             * reference kernel, a hundred times slower than a separate Add. */
+            if (other == y || g->t[other].data || (n->n_in > 3 && n->in[3] >= 0) || a->n_post > 0)
                 continue;
             const vx_tensor *ot = &g->t[other], *yt = &g->t[y];
             if (ot->rank != 4 || memcmp(ot->dims, yt->dims, sizeof(int64_t) * 4))
@@ -497,7 +586,12 @@ static int split_conv_heads(vx_graph *g)
         if (sp->dead || sp->op != VX_OP_SPLIT || sp->a.split.axis != 1 || sp->n_out > 16)
             continue;
         int x = sp->in[0], ci = g->t[x].producer;
-        if (ci < 0 || g->n[ci].op != VX_OP_CONV || g->n[ci].a.conv.n_post || g->n[ci].a.conv.groups != 1 ||
+        /* Activation post-ops act per element and go with every part (a
+         * C2f block's SiLU conv before its Split); a fused sum does not. */
+        int has_sum = 0;
+        for (int k = 0; ci >= 0 && g->n[ci].op == VX_OP_CONV && k < g->n[ci].a.conv.n_post; k++)
+            has_sum |= g->n[ci].a.conv.post[k].kind == VX_POST_SUM;
+        if (ci < 0 || g->n[ci].op != VX_OP_CONV || has_sum || g->n[ci].a.conv.groups != 1 ||
             vx_graph_single_consumer(g, x) != i || (g->n[ci].n_in > 3 && g->n[ci].in[3] >= 0))
             continue;
         int64_t off = 0;
@@ -551,6 +645,29 @@ static void drop_identities(vx_graph *g)
     }
 }
 
+/* SiLU as exporters write it, Mul(x, Sigmoid(x)), becomes one Swish node
+ * (which the convolution before it then takes as a post-op).  Needs
+ * producers up to date (after compaction). */
+static void fuse_swish(vx_graph *g)
+{
+    for (int i = 0; i < g->nn; i++) {
+        vx_node *n = &g->n[i];
+        if (n->dead || n->op != VX_OP_MUL || n->n_in != 2)
+            continue;
+        for (int k = 0; k < 2; k++) {
+            int s = n->in[k], x = n->in[1 - k], p = s >= 0 ? g->t[s].producer : -1;
+            if (p < 0 || g->n[p].dead || g->n[p].op != VX_OP_SIGMOID || g->n[p].in[0] != x ||
+                g->t[x].dtype != VX_DT_F32 || vx_graph_single_consumer(g, s) != i)
+                continue;
+            n->op = VX_OP_SWISH;
+            n->in[0] = x;
+            n->n_in = 1;
+            g->n[p].dead = 1;
+            break;
+        }
+    }
+}
+
 vx_err vx_graph_optimize(vx_graph *g)
 {
     vx_err e;
@@ -560,6 +677,9 @@ vx_err vx_graph_optimize(vx_graph *g)
     if ((e = vx_graph_compact(g)) || (e = vx_graph_infer_shapes(g)) || (e = vx_pass_simplify_transposes(g)))
         return e;
     drop_identities(g);
+    if ((e = vx_graph_compact(g)) || (e = vx_graph_infer_shapes(g)))
+        return e;
+    fuse_swish(g);
     if ((e = vx_graph_compact(g)) || (e = vx_graph_infer_shapes(g)) || (e = vx_pass_fuse(g)))
         return e;
     int split = split_conv_heads(g);

@@ -20,15 +20,24 @@
 
 #define MAX_JSON_BYTES (64u << 20)
 #define MAX_WEIGHT_BYTES (1u << 30)
+/* Detection networks have a few thousand nodes; the optimisation passes are
+ * quadratic in places, so these bound the time a hostile file can take. */
+#define MAX_JSON_NODES 65536
+#define MAX_GRAPH_NODES 16384
 
 typedef struct {
-    const char *path;
+    const char *path; /* model file, or the caller's name for an in-memory model */
     vx_graph *g;
-    vx_strmap *names;    /* tensor name -> index */
-    uint8_t *wbuf;       /* concatenated shards */
+    vx_strmap *names; /* tensor name -> index */
+    int from_files;   /* read the shards named in the manifest (else w/wlen are given) */
+    const uint8_t *w; /* concatenated shards: wbuf, or the caller's buffer */
     size_t wlen;
+    uint8_t *wbuf; /* shards read from files (owned) */
     json_t *root;
 } tfjs_ctx;
+
+/* Never NULL: pointer arithmetic on a NULL base is undefined even for +0. */
+static const uint8_t no_weights[1];
 
 static float half_to_float(uint16_t h)
 {
@@ -120,7 +129,7 @@ static int attr_ints(json_t *node, const char *name, int64_t *out, int cap)
     json_t *l = json_object_get(json_object_get(attr(node, name), "list"), "i");
     if (!l)
         return 0;
-    if (!json_is_array(l) || (int)json_array_size(l) > cap)
+    if (!json_is_array(l) || json_array_size(l) > (size_t)cap)
         return -1;
     for (size_t i = 0; i < json_array_size(l); i++)
         if (!json_to_i64(json_array_get(l, i), &out[i]))
@@ -149,11 +158,15 @@ static vx_err load_weights(tfjs_ctx *c)
         json_t *weights = json_object_get(grp, "weights");
         if (!json_is_array(paths) || !json_is_array(weights))
             return vx_fail(VX_ERR_FORMAT, "%s: weightsManifest[%zu] lacks paths/weights", c->path, gi);
-        size_t group_start = c->wlen;
+        /* In memory the shards arrive as one buffer, so a group's weights
+         * start where the previous group's end. */
+        size_t group_start = c->from_files ? c->wlen : off;
         for (size_t pi = 0; pi < json_array_size(paths); pi++) {
             const char *p = json_string_value(json_array_get(paths, pi));
             if (!p || strstr(p, "..") || p[0] == '/')
                 return vx_fail(VX_ERR_FORMAT, "%s: bad weight shard path", c->path);
+            if (!c->from_files)
+                continue;
             char full[4096];
             snprintf(full, sizeof full, "%.*s%s", (int)dirlen, c->path, p);
             uint8_t *data;
@@ -171,6 +184,7 @@ static vx_err load_weights(tfjs_ctx *c)
                 return vx_fail(VX_ERR_NOMEM, "%s: out of memory for weights", c->path);
             }
             c->wbuf = nb;
+            c->w = nb;
             memcpy(c->wbuf + c->wlen, data, len);
             c->wlen += len;
             free(data);
@@ -215,9 +229,10 @@ static vx_err load_weights(tfjs_ctx *c)
             if (off > c->wlen || bytes > c->wlen - off)
                 return vx_fail(VX_ERR_FORMAT, "%s: weight '%s' needs %zu bytes at offset %zu, shards hold %zu",
                                c->path, name, bytes, off, c->wlen);
-            const uint8_t *src = c->wbuf + off;
+            const uint8_t *src = c->w + off;
             off += bytes;
-            void *vals = malloc((size_t)(n ? n : 1) * 8);
+            /* Integers are stored as int64; quantised ones are decoded as floats first, in place. */
+            void *vals = malloc((size_t)(n ? n : 1) * (is_float ? 4 : 8));
             if (!vals)
                 return vx_fail(VX_ERR_NOMEM, "%s: out of memory", c->path);
             if (qd && !strcmp(qd, "float16")) {
@@ -253,7 +268,7 @@ static vx_err load_weights(tfjs_ctx *c)
             vx_dtype dt = is_float ? VX_DT_F32 : VX_DT_I64;
             if (!is_float && qd)
                 for (int64_t i = 0; i < n; i++)
-                    ((int64_t *)vals)[i] = (int64_t)((float *)vals)[i];
+                    ((int64_t *)vals)[i] = vx_f2i64(((float *)vals)[i]);
             int id = vx_graph_add_const(c->g, name, dt, rank, dims, vals);
             free(vals);
             if (id < 0 || !vx_strmap_put(c->names, name, id))
@@ -280,7 +295,7 @@ static const vx_tensor *const_input(tfjs_ctx *c, int id) { return id >= 0 && c->
 
 static int64_t ci64(const vx_tensor *t, int64_t i)
 {
-    return t->dtype == VX_DT_I64 ? ((const int64_t *)t->data)[i] : (int64_t)((const float *)t->data)[i];
+    return t->dtype == VX_DT_I64 ? ((const int64_t *)t->data)[i] : vx_f2i64(((const float *)t->data)[i]);
 }
 
 static const int to_nchw[4] = {0, 3, 1, 2}, to_nhwc[4] = {0, 2, 3, 1};
@@ -358,8 +373,9 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
         if (id == -2)
             continue;
         if (id < 0)
-            return vx_fail(VX_ERR_FORMAT, "%s: node '%s' (%s): input '%s' is not defined before use", c->path, name,
-                           op, ref);
+            return vx_fail(VX_ERR_FORMAT,
+                           "%s: node '%s' (%s): input '%s' is not defined by any node or weight", c->path,
+                           name, op, ref);
         if (n_in >= 64)
             return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': more than 64 inputs", c->path, name);
         ins[n_in++] = id;
@@ -391,8 +407,9 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
         w = &g->t[ins[1]]; /* the array may have moved */
         const float *src = w->data;
         float *dst = g->t[wid].data;
-        /* HWIO (or HWIM for depthwise: out channel = i*M + m) -> OIHW. */
-        for (int64_t y = 0; y < kh; y++)
+        /* HWIO (or HWIM for depthwise: out channel = i*M + m) -> OIHW.  An
+         * empty filter can still have 2^31-sized dims: no loop over those. */
+        for (int64_t y = 0; y < (vx_tensor_elems(w) > 0 ? kh : 0); y++)
             for (int64_t x = 0; x < kw; x++)
                 for (int64_t i = 0; i < ci; i++)
                     for (int64_t o = 0; o < co; o++) {
@@ -428,9 +445,14 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
             a->pl = (int)ep[2 * wi];
             a->pr = (int)ep[2 * wi + 1];
         }
-        if (a->sh <= 0 || a->sw <= 0 || a->dh <= 0 || a->dw <= 0 || a->sh > 64 || a->sw > 64 || a->dh > 64 ||
-            a->dw > 64)
+        /* Checked before narrowing to int, which would wrap 2^32 + 1 to 1. */
+        if (st[hi] <= 0 || st[wi] <= 0 || dl[hi] <= 0 || dl[wi] <= 0 || st[hi] > 64 || st[wi] > 64 ||
+            dl[hi] > 64 || dl[wi] > 64)
             return vx_fail(VX_ERR_FORMAT, "%s: node '%s': bad stride or dilation", c->path, name);
+        for (int k = 0; k < 8 && pm == VX_PAD_EXPLICIT; k++)
+            if (ep[k] < 0 || ep[k] > 65536)
+                return vx_fail(VX_ERR_FORMAT, "%s: node '%s': explicit padding %lld out of range", c->path,
+                               name, (long long)ep[k]);
     } else if (!strcmp(op, "MaxPool") || !strcmp(op, "AvgPool")) {
         NEED(1);
         int64_t ks[4] = {1, 1, 1, 1}, st[4] = {1, 1, 1, 1};
@@ -450,29 +472,29 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
         p->sh = (int)st[hi];
         p->sw = (int)st[wi];
         p->pad_mode = pm;
-        if (p->kh <= 0 || p->kw <= 0 || p->sh <= 0 || p->sw <= 0 || p->kh > 1024 || p->kw > 1024 || p->sh > 1024 ||
-            p->sw > 1024)
+        if (ks[hi] <= 0 || ks[wi] <= 0 || st[hi] <= 0 || st[wi] <= 0 || ks[hi] > 1024 || ks[wi] > 1024 ||
+            st[hi] > 1024 || st[wi] > 1024)
             return vx_fail(VX_ERR_FORMAT, "%s: node '%s': bad pooling window", c->path, name);
     } else if (!strcmp(op, "ResizeBilinear") || !strcmp(op, "ResizeNearestNeighbor")) {
         NEED(2);
         const vx_tensor *sz = const_input(c, ins[1]);
         if (!sz || vx_tensor_elems(sz) != 2)
             return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': size must be a constant [2]", c->path, name);
-        int oh = (int)ci64(sz, 0), ow = (int)ci64(sz, 1);
+        int64_t oh = ci64(sz, 0), ow = ci64(sz, 1);
         nid = emit_layout_op(c, name, VX_OP_RESIZE, ins, 1, 1, &result);
         if (nid < 0)
             return OOM();
         vx_resize_attr *r = &g->n[nid].a.resize;
         r->mode = op[6] == 'B' ? VX_RESIZE_LINEAR : VX_RESIZE_NEAREST;
-        r->out_h = oh;
-        r->out_w = ow;
+        r->out_h = oh > 0 && oh <= 65536 ? (int)oh : 0;
+        r->out_w = ow > 0 && ow <= 65536 ? (int)ow : 0;
         if (attr_bool(node, "align_corners", 0))
             r->coord = VX_COORD_ALIGN_CORNERS;
         else if (attr_bool(node, "half_pixel_centers", 0))
             r->coord = VX_COORD_HALF_PIXEL;
         else
             r->coord = VX_COORD_ASYMMETRIC;
-        if (oh <= 0 || ow <= 0)
+        if (!r->out_h || !r->out_w)
             return vx_fail(VX_ERR_FORMAT, "%s: node '%s': bad resize size", c->path, name);
     } else {
         vx_op simple = VX_OP_COUNT;
@@ -538,19 +560,25 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
             if (nid < 0)
                 return OOM();
             p = &g->t[ins[1]];
-            for (int i = 0; i < p->dims[0]; i++)
-                g->n[nid].a.transpose.perm[i] = (int)ci64(p, i);
+            for (int i = 0; i < p->dims[0]; i++) {
+                int64_t v = ci64(p, i);
+                g->n[nid].a.transpose.perm[i] =
+                    v >= 0 && v < VX_NN_MAX_RANK ? (int)v : -1; /* -1: refused later */
+            }
             result = g->n[nid].out[0];
         } else if (!strcmp(op, "ConcatV2")) {
             NEED(2);
             const vx_tensor *ax = const_input(c, ins[n_in - 1]);
             if (!ax || vx_tensor_elems(ax) != 1)
                 return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': axis must be a constant scalar", c->path, name);
-            int axis = (int)ci64(ax, 0);
+            int64_t axis = ci64(ax, 0);
+            if (axis < -VX_NN_MAX_RANK || axis >= VX_NN_MAX_RANK)
+                return vx_fail(VX_ERR_FORMAT, "%s: node '%s': axis %lld out of range", c->path, name,
+                               (long long)axis);
             nid = vx_graph_add_node(g, VX_OP_CONCAT, name, ins, n_in - 1, 1);
             if (nid < 0)
                 return OOM();
-            g->n[nid].a.concat.axis = axis;
+            g->n[nid].a.concat.axis = (int)axis;
             result = g->n[nid].out[0];
         } else if (!strcmp(op, "SplitV") || !strcmp(op, "Split")) {
             int v = op[5] == 'V';
@@ -566,11 +594,15 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
                 (v && (!sz || vx_tensor_elems(sz) != ns)))
                 return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': split needs constant sizes/axis, 1..16 parts",
                                c->path, name);
+            int64_t axis = ci64(ax, 0);
+            if (axis < -VX_NN_MAX_RANK || axis >= VX_NN_MAX_RANK)
+                return vx_fail(VX_ERR_FORMAT, "%s: node '%s': axis %lld out of range", c->path, name,
+                               (long long)axis);
             nid = vx_graph_add_node(g, VX_OP_SPLIT, name, &x, 1, (int)ns);
             if (nid < 0)
                 return OOM();
             vx_node *nd = &g->n[nid];
-            nd->a.split.axis = (int)ci64(&g->t[v ? ins[2] : ins[0]], 0);
+            nd->a.split.axis = (int)axis;
             nd->a.split.n = (int)ns;
             nd->a.split.sizes = malloc(sizeof(int64_t) * (size_t)ns);
             if (!nd->a.split.sizes)
@@ -611,6 +643,64 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
 #undef OOM
 }
 
+/* Maps one node of the JSON array into the graph; its inputs are mapped. */
+static vx_err map_one(tfjs_ctx *c, json_t *node, size_t i)
+{
+    const char *name = json_string_value(json_object_get(node, "name"));
+    const char *op = json_string_value(json_object_get(node, "op"));
+    if (!name || !op)
+        return vx_fail(VX_ERR_FORMAT, "%s: node %zu has no name or op", c->path, i);
+    if (vx_strmap_get(c->names, name, -1) >= 0 && strcmp(op, "Const"))
+        return vx_fail(VX_ERR_FORMAT, "%s: node name '%s' defined twice", c->path, name);
+    if (!strcmp(op, "Const")) {
+        if (vx_strmap_get(c->names, name, -1) < 0)
+            return vx_fail(VX_ERR_FORMAT, "%s: constant '%s' has no entry in the weights manifest", c->path,
+                           name);
+    } else if (!strcmp(op, "Placeholder")) {
+        json_t *dims = json_object_get(json_object_get(attr(node, "shape"), "shape"), "dim");
+        int id = vx_graph_add_tensor(c->g, name);
+        if (id < 0 || !vx_strmap_put(c->names, name, id))
+            return vx_fail(VX_ERR_NOMEM, "out of memory");
+        vx_tensor *t = &c->g->t[id];
+        if (!json_is_array(dims) || json_array_size(dims) > VX_NN_MAX_RANK)
+            return vx_fail(VX_ERR_FORMAT, "%s: input '%s' has no usable shape", c->path, name);
+        t->rank = (int)json_array_size(dims);
+        for (int k = 0; k < t->rank; k++) {
+            int64_t v = -1;
+            json_to_i64(json_object_get(json_array_get(dims, (size_t)k), "size"), &v);
+            t->dims[k] = v < 0 ? 1 : v; /* unknown batch -> 1 */
+            if (v == 0 || v > 65536)
+                return vx_fail(VX_ERR_FORMAT, "%s: input '%s' dimension %d is %lld", c->path, name, k,
+                               (long long)v);
+        }
+        int *ni = realloc(c->g->inputs, sizeof(int) * (size_t)(c->g->n_inputs + 1));
+        if (!ni)
+            return vx_fail(VX_ERR_NOMEM, "out of memory");
+        c->g->inputs = ni;
+        ni[c->g->n_inputs++] = id;
+    } else {
+        vx_err e = map_node(c, node, name, op);
+        if (e)
+            return e;
+    }
+    /* The passes are superlinear in the node count: refuse giant graphs
+     * here rather than spend minutes optimising them. */
+    if (c->g->nn > MAX_GRAPH_NODES)
+        return vx_fail(VX_ERR_UNSUPPORTED, "%s: more than %d operators", c->path, MAX_GRAPH_NODES);
+    return VX_OK;
+}
+
+/* The JSON node that produces `ref` ("name", "name:k"), or -1. */
+static int producer_node(const vx_strmap *by_name, const char *ref)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%s", ref);
+    char *colon = strrchr(buf, ':');
+    if (colon && colon[1] && strspn(colon + 1, "0123456789") == strlen(colon + 1))
+        *colon = 0;
+    return vx_strmap_get(by_name, buf, -1);
+}
+
 static vx_err load_topology(tfjs_ctx *c)
 {
     json_t *topo = json_object_get(c->root, "modelTopology");
@@ -618,96 +708,73 @@ static vx_err load_topology(tfjs_ctx *c)
     if (!json_is_array(nodes))
         return vx_fail(VX_ERR_FORMAT, "%s: modelTopology.node is missing (not a TFJS graph-model?)", c->path);
     size_t nn = json_array_size(nodes);
-    /* TFJS files list nodes in any order: map them in dependency order by
-     * repeating over the unresolved ones (bounded by the node count). */
-    char *done = calloc(nn + 1, 1);
-    if (!done)
-        return vx_fail(VX_ERR_NOMEM, "out of memory");
-    size_t left = nn;
+    if (nn > MAX_JSON_NODES)
+        return vx_fail(VX_ERR_UNSUPPORTED, "%s: %zu nodes, limit is %d", c->path, nn, MAX_JSON_NODES);
+    /* TFJS files list nodes in any order: map them in dependency order, by a
+     * depth-first walk over the inputs (iterative: graphs can be deep), so
+     * the cost stays linear whatever the order. */
+    vx_strmap *by_name = vx_strmap_new();
+    char *state = calloc(nn + 1, 1); /* 0 new, 1 on the stack, 2 mapped */
+    size_t *stack = malloc(sizeof(size_t) * (nn + 1)), *next_in = malloc(sizeof(size_t) * (nn + 1));
     vx_err err = VX_OK;
-    while (left) {
-        size_t progress = 0;
-        for (size_t i = 0; i < nn; i++) {
-            if (done[i])
-                continue;
-            json_t *node = json_array_get(nodes, i);
-            const char *name = json_string_value(json_object_get(node, "name"));
-            const char *op = json_string_value(json_object_get(node, "op"));
-            if (!name || !op) {
-                err = vx_fail(VX_ERR_FORMAT, "%s: node %zu has no name or op", c->path, i);
-                goto out;
-            }
-            /* Ready when all inputs resolve. */
-            json_t *inputs = json_object_get(node, "input");
-            int ready = 1;
-            for (size_t k = 0; inputs && json_is_array(inputs) && k < json_array_size(inputs); k++) {
-                const char *ref = json_string_value(json_array_get(inputs, k));
-                if (ref && resolve(c, ref) == -1) {
-                    ready = 0;
-                    break;
-                }
-            }
-            if (!ready)
-                continue;
-            if (vx_strmap_get(c->names, name, -1) >= 0 && strcmp(op, "Const")) {
-                err = vx_fail(VX_ERR_FORMAT, "%s: node name '%s' defined twice", c->path, name);
-                goto out;
-            }
-            if (!strcmp(op, "Const")) {
-                if (vx_strmap_get(c->names, name, -1) < 0) {
-                    err = vx_fail(VX_ERR_FORMAT, "%s: constant '%s' has no entry in the weights manifest", c->path,
-                                  name);
-                    goto out;
-                }
-            } else if (!strcmp(op, "Placeholder")) {
-                json_t *dims = json_object_get(json_object_get(attr(node, "shape"), "shape"), "dim");
-                int id = vx_graph_add_tensor(c->g, name);
-                if (id < 0 || !vx_strmap_put(c->names, name, id)) {
-                    err = vx_fail(VX_ERR_NOMEM, "out of memory");
-                    goto out;
-                }
-                vx_tensor *t = &c->g->t[id];
-                if (!json_is_array(dims) || json_array_size(dims) > VX_NN_MAX_RANK) {
-                    err = vx_fail(VX_ERR_FORMAT, "%s: input '%s' has no usable shape", c->path, name);
-                    goto out;
-                }
-                t->rank = (int)json_array_size(dims);
-                for (int k = 0; k < t->rank; k++) {
-                    int64_t v = -1;
-                    json_to_i64(json_object_get(json_array_get(dims, (size_t)k), "size"), &v);
-                    t->dims[k] = v < 0 ? 1 : v; /* unknown batch -> 1 */
-                    if (v == 0 || v > 65536) {
-                        err = vx_fail(VX_ERR_FORMAT, "%s: input '%s' dimension %d is %lld", c->path, name, k,
-                                      (long long)v);
-                        goto out;
-                    }
-                }
-                int *ni = realloc(c->g->inputs, sizeof(int) * (size_t)(c->g->n_inputs + 1));
-                if (!ni) {
-                    err = vx_fail(VX_ERR_NOMEM, "out of memory");
-                    goto out;
-                }
-                c->g->inputs = ni;
-                ni[c->g->n_inputs++] = id;
-            } else if ((err = map_node(c, node, name, op))) {
-                goto out;
-            }
-            done[i] = 1;
-            left--;
-            progress++;
-        }
-        if (!progress) {
-            for (size_t i = 0; i < nn; i++)
-                if (!done[i]) {
-                    err = vx_fail(VX_ERR_FORMAT, "%s: node '%s' has inputs that are undefined or form a cycle",
-                                  c->path, json_string_value(json_object_get(json_array_get(nodes, i), "name")));
-                    break;
-                }
+    if (!by_name || !state || !stack || !next_in) {
+        err = vx_fail(VX_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < nn; i++) {
+        const char *name = json_string_value(json_object_get(json_array_get(nodes, i), "name"));
+        if (name && vx_strmap_get(by_name, name, -1) < 0 && !vx_strmap_put(by_name, name, (int)i)) {
+            err = vx_fail(VX_ERR_NOMEM, "out of memory");
             goto out;
         }
     }
+    for (size_t root = 0; root < nn; root++) {
+        if (state[root])
+            continue;
+        size_t sp = 0;
+        stack[sp] = root;
+        next_in[sp++] = 0;
+        state[root] = 1;
+        while (sp) {
+            size_t i = stack[sp - 1];
+            json_t *node = json_array_get(nodes, i);
+            json_t *inputs = json_object_get(node, "input");
+            size_t n_in = json_is_array(inputs) ? json_array_size(inputs) : 0;
+            int pushed = 0;
+            /* Inputs that are already mapped, weights, "^control" or
+             * undefined do not hold the node back (map_node reports the
+             * undefined ones). */
+            while (next_in[sp - 1] < n_in && !pushed) {
+                const char *ref = json_string_value(json_array_get(inputs, next_in[sp - 1]++));
+                if (!ref || resolve(c, ref) != -1)
+                    continue;
+                int p = producer_node(by_name, ref);
+                if (p < 0 || state[p] == 2)
+                    continue;
+                if (state[p] == 1) {
+                    const char *name = json_string_value(json_object_get(node, "name"));
+                    err = vx_fail(VX_ERR_FORMAT, "%s: node '%s': its inputs form a cycle", c->path,
+                                  name ? name : "?");
+                    goto out;
+                }
+                state[p] = 1;
+                stack[sp] = (size_t)p;
+                next_in[sp++] = 0;
+                pushed = 1;
+            }
+            if (pushed)
+                continue;
+            if ((err = map_one(c, node, i)))
+                goto out;
+            state[i] = 2;
+            sp--;
+        }
+    }
 out:
-    free(done);
+    vx_strmap_free(by_name);
+    free(state);
+    free(stack);
+    free(next_in);
     return err;
 }
 
@@ -757,44 +824,71 @@ done:
     return VX_OK;
 }
 
+/* Parses the model JSON and builds the graph; c->path names the model in
+ * messages, and the weights come from c (given, or read per manifest group). */
+static vx_err load_model(tfjs_ctx *c, const char *text, size_t len, vx_graph **out)
+{
+    const char *path = c->path;
+    vx_err e;
+    json_error_t jerr;
+    c->root = json_loadb(text, len, 0, &jerr);
+    if (!c->root)
+        return vx_fail(VX_ERR_FORMAT, "%s: not valid JSON (line %d, column %d: %s)", path, jerr.line, jerr.column,
+                       jerr.text);
+    const char *fmt = json_string_value(json_object_get(c->root, "format"));
+    if (!json_is_object(c->root) || (fmt && strcmp(fmt, "graph-model"))) {
+        /* fmt lives in the tree: format the message before freeing it. */
+        e = vx_fail(VX_ERR_FORMAT, "%s: not a TensorFlow.js graph-model (format '%s')", path,
+                    fmt ? fmt : "?");
+        json_decref(c->root);
+        return e;
+    }
+    c->g = vx_graph_new();
+    c->names = vx_strmap_new();
+    if (!c->g || !c->names) {
+        e = vx_fail(VX_ERR_NOMEM, "out of memory");
+        goto fail;
+    }
+    snprintf(c->g->format, sizeof c->g->format, "tfjs");
+    if ((e = load_weights(c)) || (e = load_topology(c)) || (e = load_outputs(c)))
+        goto fail;
+    json_decref(c->root);
+    vx_strmap_free(c->names);
+    *out = c->g;
+    return VX_OK;
+fail:
+    json_decref(c->root);
+    vx_strmap_free(c->names);
+    vx_graph_free(c->g);
+    return e;
+}
+
 vx_err vx_load_tfjs(const char *path, vx_graph **out)
 {
     *out = NULL;
-    tfjs_ctx c = {.path = path};
+    tfjs_ctx c = {.path = path, .from_files = 1, .w = no_weights};
     uint8_t *text;
     size_t len;
     vx_err e = vx_read_file(path, MAX_JSON_BYTES, &text, &len);
     if (e)
         return e;
-    json_error_t jerr;
-    c.root = json_loadb((const char *)text, len, 0, &jerr);
+    e = load_model(&c, (const char *)text, len, out);
     free(text);
-    if (!c.root)
-        return vx_fail(VX_ERR_FORMAT, "%s: not valid JSON (line %d, column %d: %s)", path, jerr.line, jerr.column,
-                       jerr.text);
-    const char *fmt = json_string_value(json_object_get(c.root, "format"));
-    if (!json_is_object(c.root) || (fmt && strcmp(fmt, "graph-model"))) {
-        json_decref(c.root);
-        return vx_fail(VX_ERR_FORMAT, "%s: not a TensorFlow.js graph-model (format '%s')", path, fmt ? fmt : "?");
-    }
-    c.g = vx_graph_new();
-    c.names = vx_strmap_new();
-    if (!c.g || !c.names) {
-        e = vx_fail(VX_ERR_NOMEM, "out of memory");
-        goto fail;
-    }
-    snprintf(c.g->format, sizeof c.g->format, "tfjs");
-    if ((e = load_weights(&c)) || (e = load_topology(&c)) || (e = load_outputs(&c)))
-        goto fail;
-    json_decref(c.root);
-    vx_strmap_free(c.names);
     free(c.wbuf);
-    *out = c.g;
-    return VX_OK;
-fail:
-    json_decref(c.root);
-    vx_strmap_free(c.names);
-    free(c.wbuf);
-    vx_graph_free(c.g);
     return e;
+}
+
+vx_err vx_load_tfjs_mem(const char *name, const char *json, size_t json_len, const uint8_t *weights,
+                        size_t weights_len, vx_graph **out)
+{
+    *out = NULL;
+    if (!name)
+        name = "<memory>";
+    if (json_len > MAX_JSON_BYTES)
+        return vx_fail(VX_ERR_NOMEM, "%s: model JSON is %zu bytes, limit is %u", name, json_len,
+                       MAX_JSON_BYTES);
+    if (weights_len > MAX_WEIGHT_BYTES)
+        return vx_fail(VX_ERR_NOMEM, "%s: weights larger than 1 GiB", name);
+    tfjs_ctx c = {.path = name, .w = weights_len ? weights : no_weights, .wlen = weights_len};
+    return load_model(&c, json_len ? json : "", json_len, out);
 }

@@ -1,7 +1,7 @@
 /*
  * nn: the neural-network engine.
  *
- * A model file (TensorFlow.js graph-model today, ONNX next) is loaded into a
+ * A model file (TensorFlow.js graph-model or ONNX) is loaded into a
  * backend-independent graph IR, checked, shape-inferred and optimised once
  * (constant folding, transpose/identity removal, Pad folded into Conv, bias,
  * activation and residual Add fused into the convolution).  The optimised
@@ -51,6 +51,7 @@ typedef struct {
     int convs;           /* convolutions */
     int64_t params;      /* number of weight values */
     double flops;        /* 2 * MACs of convolutions and matmuls, one image */
+    int opset;           /* ONNX default-domain opset, 0 for other formats */
 } vx_nn_model_stats;
 
 typedef struct {
@@ -60,8 +61,17 @@ typedef struct {
 void vx_nn_load_opts_default(vx_nn_load_opts *opts);
 
 /* Loads a model file.  The format is detected from the content (a TFJS
- * model.json with its weight files beside it).  opts may be NULL. */
+ * model.json with its weight files beside it, or an ONNX ModelProto, also
+ * recognised by a .onnx extension).  opts may be NULL. */
 vx_err vx_nn_model_load(const char *path, const vx_nn_load_opts *opts, vx_nn_model **out);
+/* Loads a TFJS graph-model from memory: `json` is the model.json text and
+ * `weights` every weight shard concatenated in manifest order.  Checked and
+ * optimised like vx_nn_model_load; messages name the model "<memory>". */
+vx_err vx_nn_model_load_tfjs_mem(const char *json, size_t json_len, const uint8_t *weights,
+                                 size_t weights_len, const vx_nn_load_opts *opts, vx_nn_model **out);
+/* Loads an ONNX model from memory (external-data tensors are refused: there
+ * is no folder to read them from).  Messages name the model "<memory>". */
+vx_err vx_nn_model_load_onnx_mem(const uint8_t *data, size_t len, const vx_nn_load_opts *opts, vx_nn_model **out);
 void vx_nn_model_destroy(vx_nn_model *model);
 
 int vx_nn_model_input_count(const vx_nn_model *model);
@@ -71,13 +81,33 @@ void vx_nn_model_output_info(const vx_nn_model *model, int index, vx_nn_tensor_i
 /* Index of the output with that name, or -1. */
 int vx_nn_model_find_output(const vx_nn_model *model, const char *name);
 void vx_nn_model_get_stats(const vx_nn_model *model, vx_nn_model_stats *stats);
+/* Model metadata (ONNX metadata_props; Ultralytics writes names, stride,
+ * imgsz, task there): the value for key, or NULL.  Valid as long as the model. */
+const char *vx_nn_model_metadata(const vx_nn_model *model, const char *key);
+int vx_nn_model_metadata_count(const vx_nn_model *model);
+/* Entry i in file order (NULLs when i is out of range). */
+void vx_nn_model_metadata_entry(const vx_nn_model *model, int i, const char **key, const char **value);
 /* Human-readable listing of the optimised graph (one node per line). */
 void vx_nn_model_dump(const vx_nn_model *model, void *file /* FILE* */);
 
+/* Arithmetic the cpu backend computes in.  FP32 is exact to the reference;
+ * BF16 keeps activations and weights in bfloat16 (fp32 accumulation), twice
+ * as fast where the CPU has AVX-512 BF16 or AMX. */
+typedef enum {
+    VX_NN_FP32 = 0,
+    VX_NN_BF16 = 1,
+} vx_nn_precision;
+
 typedef struct {
     vx_nn_backend backend;
-    int threads; /* 0: all cores this process may use */
+    int threads;               /* 0: all cores this process may use */
+    vx_nn_precision precision; /* cpu backend; ref always computes FP32 */
 } vx_nn_engine_opts;
+
+const char *vx_nn_precision_name(vx_nn_precision p);
+vx_err vx_nn_precision_parse(const char *name, vx_nn_precision *out);
+/* 1 when the cpu backend runs this precision natively on this CPU. */
+int vx_nn_precision_native(vx_nn_precision p);
 
 void vx_nn_engine_opts_default(vx_nn_engine_opts *opts);
 

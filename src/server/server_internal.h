@@ -1,0 +1,38 @@
+/*
+ * server internals: the message and document formats (format.c), kept
+ * apart from the transport (server.c) so that they read like the protocol
+ * they implement.  Every function returns a malloc'ed NUL-terminated
+ * string (free()), or NULL when out of memory.
+ */
+#ifndef VX_SERVER_INTERNAL_H
+#define VX_SERVER_INTERNAL_H
+
+#include <stdint.h>
+
+#include "server/vx_server.h"
+
+/* Counters the transport keeps for /metrics (service thread only). */
+typedef struct {
+    uint64_t connections_ws, connections_stream, http_requests;
+    uint64_t http_status[6]; /* by hundreds: [2] 2xx, [4] 4xx, ... */
+    int clients_ws, clients_stream;
+    uint64_t ws_messages, stream_frames, bytes_sent;
+    uint64_t rejected_binary, rejected_oversized, rejected_malformed, rejected_busy;
+    uint64_t bad_queries;
+} vx_server_counters;
+
+char *vx_fmt_connection_info(const vx_server_model *model, const vx_pipeline_sub_info *info,
+                             const char *endpoint, int use_substream);
+char *vx_fmt_detections(const vx_pipeline_msg *m);
+char *vx_fmt_gate_check(const vx_pipeline_msg *m, const vx_pipeline_sub_info *info);
+char *vx_fmt_heartbeat(double uptime_s);
+char *vx_fmt_error(const char *message);
+char *vx_fmt_pong(void);
+char *vx_fmt_detail(const char *detail);
+char *vx_fmt_health(vx_pipelines *p, const vx_server_model *model, double uptime_s,
+                    const vx_server_counters *c);
+char *vx_fmt_model_status(const vx_server_model *model);
+char *vx_fmt_info(const vx_server_model *model);
+char *vx_fmt_metrics(vx_pipelines *p, const vx_server_counters *c, double uptime_s);
+
+#endif

@@ -1,0 +1,197 @@
+/*
+ * AVFrame -> vx_image: zero-copy views and pooled conversions.  See
+ * vx_video.h.
+ *
+ * Decoders mostly produce YUV420P (H.264, HEVC, MPEG-4), YUVJ420P (MJPEG
+ * cameras) or NV12 (hardware decoders); the detector reads those directly, so
+ * the common path is a view of the decoder's own buffer.  The rest (YUYV422
+ * from webcams, YUVJ422P from some MJPEG cameras, RGBA, GRAY8, 10-bit...) is
+ * converted once by libswscale into a buffer from an AVBufferPool: frames are
+ * published at camera rate and freed soon after, so the same few buffers
+ * cycle instead of hitting malloc for megabytes per frame.  The pool is
+ * ref-counted by FFmpeg, so converted frames may outlive the converter.
+ */
+#include "video/vx_video.h"
+
+#include <libavutil/buffer.h>
+#include <libavutil/frame.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
+#include <libswscale/swscale.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Plane alignment of converted frames: AVX-512 loads. */
+#define CONV_ALIGN 64
+
+struct vx_video_converter {
+    struct SwsContext *sws;
+    enum AVPixelFormat sws_src, sws_dst;
+    int sws_w, sws_h, sws_full_range;
+    AVBufferPool *pool;
+    size_t pool_size;
+};
+
+vx_err vx_video_avframe_view(const AVFrame *frame, vx_image *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!frame || frame->width <= 0 || frame->height <= 0 || !frame->data[0])
+        return vx_fail(VX_ERR_INVALID, "video frame is empty");
+    int planes;
+    switch (frame->format) {
+    case AV_PIX_FMT_YUV420P:
+    case AV_PIX_FMT_YUVJ420P:
+        out->format = VX_PIX_YUV420P;
+        planes = 3;
+        break;
+    case AV_PIX_FMT_NV12:
+        out->format = VX_PIX_NV12;
+        planes = 2;
+        break;
+    case AV_PIX_FMT_RGB24:
+        out->format = VX_PIX_RGB24;
+        planes = 1;
+        break;
+    case AV_PIX_FMT_BGR24:
+        out->format = VX_PIX_BGR24;
+        planes = 1;
+        break;
+    default: {
+        const char *name = av_get_pix_fmt_name((enum AVPixelFormat)frame->format);
+        return vx_fail(VX_ERR_UNSUPPORTED, "video frame: pixel format %s needs a conversion",
+                       name ? name : "(unknown)");
+    }
+    }
+    for (int i = 0; i < planes; i++) {
+        /* Bottom-up frames (negative strides) go through the converter. */
+        if (!frame->data[i] || frame->linesize[i] <= 0)
+            return vx_fail(VX_ERR_UNSUPPORTED, "video frame: plane %d has a negative or zero stride", i);
+        out->planes[i] = frame->data[i];
+        out->strides[i] = frame->linesize[i];
+    }
+    out->width = frame->width;
+    out->height = frame->height;
+    return VX_OK;
+}
+
+vx_err vx_video_converter_create(vx_video_converter **out)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return vx_fail(VX_ERR_NOMEM, "out of memory creating a video converter");
+    vx_video_ffmpeg_quiet();
+    return VX_OK;
+}
+
+void vx_video_converter_destroy(vx_video_converter *conv)
+{
+    if (!conv)
+        return;
+    sws_freeContext(conv->sws);
+    /* Buffers still held by frames keep the pool alive until they return. */
+    av_buffer_pool_uninit(&conv->pool);
+    free(conv);
+}
+
+/* Maps the deprecated full-range YUVJ formats to their plain twins; the
+ * range is carried separately (swscale warns about YUVJ otherwise). */
+static enum AVPixelFormat unjpeg(enum AVPixelFormat fmt, int *full_range)
+{
+    switch (fmt) {
+    case AV_PIX_FMT_YUVJ420P: *full_range = 1; return AV_PIX_FMT_YUV420P;
+    case AV_PIX_FMT_YUVJ422P: *full_range = 1; return AV_PIX_FMT_YUV422P;
+    case AV_PIX_FMT_YUVJ444P: *full_range = 1; return AV_PIX_FMT_YUV444P;
+    case AV_PIX_FMT_YUVJ440P: *full_range = 1; return AV_PIX_FMT_YUV440P;
+    case AV_PIX_FMT_YUVJ411P: *full_range = 1; return AV_PIX_FMT_YUV411P;
+    default: return fmt;
+    }
+}
+
+static vx_err setup_sws(vx_video_converter *conv, enum AVPixelFormat src, enum AVPixelFormat dst, int w,
+                        int h, int full_range)
+{
+    if (conv->sws && conv->sws_src == src && conv->sws_dst == dst && conv->sws_w == w && conv->sws_h == h &&
+        conv->sws_full_range == full_range)
+        return VX_OK;
+    sws_freeContext(conv->sws);
+    /* Same size: the filter only shapes chroma resampling. */
+    conv->sws = sws_getContext(w, h, src, w, h, dst, SWS_BILINEAR | SWS_ACCURATE_RND, NULL, NULL, NULL);
+    if (!conv->sws)
+        return vx_fail(VX_ERR_BACKEND, "video frame: cannot set up the conversion from %s to %s",
+                       av_get_pix_fmt_name(src), av_get_pix_fmt_name(dst));
+    /* Keep the range: YUVJ420P frames are viewed as they are, so a
+     * converted YUVJ422P frame must not look different. */
+    const int *coefs = sws_getCoefficients(SWS_CS_DEFAULT);
+    sws_setColorspaceDetails(conv->sws, coefs, full_range, coefs, full_range, 0, 1 << 16, 1 << 16);
+    conv->sws_src = src;
+    conv->sws_dst = dst;
+    conv->sws_w = w;
+    conv->sws_h = h;
+    conv->sws_full_range = full_range;
+    return VX_OK;
+}
+
+vx_err vx_video_converter_convert(vx_video_converter *conv, const AVFrame *in, AVFrame *out)
+{
+    vx_image view;
+    if (!in || in->width <= 0 || in->height <= 0 || !in->data[0])
+        return vx_fail(VX_ERR_INVALID, "video frame is empty");
+    int w = in->width, h = in->height;
+    if (w > VX_IMAGE_MAX_DIM || h > VX_IMAGE_MAX_DIM)
+        return vx_fail(VX_ERR_UNSUPPORTED, "video frame is %dx%d, larger than the limit of %dx%d", w, h,
+                       VX_IMAGE_MAX_DIM, VX_IMAGE_MAX_DIM);
+    if (vx_video_avframe_view(in, &view) == VX_OK) {
+        vx_clear_error();
+        int ret = av_frame_ref(out, in);
+        return ret < 0 ? vx_fail(VX_ERR_NOMEM, "video frame: cannot reference (%s)", av_err2str(ret)) : VX_OK;
+    }
+    vx_clear_error();
+
+    int full_range = in->color_range == AVCOL_RANGE_JPEG;
+    enum AVPixelFormat src = unjpeg((enum AVPixelFormat)in->format, &full_range);
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(src);
+    if (!desc || !sws_isSupportedInput(src))
+        return vx_fail(VX_ERR_UNSUPPORTED, "video frame: pixel format %s cannot be converted",
+                       desc ? desc->name : "(unknown)");
+    /* RGB stays RGB (no chroma loss); YUV, grey and the rest become the
+     * detector's cheapest input. */
+    enum AVPixelFormat dst =
+        (desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL)) ? AV_PIX_FMT_RGB24 : AV_PIX_FMT_YUV420P;
+    vx_err err = setup_sws(conv, src, dst, w, h, full_range);
+    if (err)
+        return err;
+
+    int size = av_image_get_buffer_size(dst, w, h, CONV_ALIGN);
+    if (size <= 0)
+        return vx_fail(VX_ERR_INVALID, "video frame: bad size %dx%d", w, h);
+    if (!conv->pool || conv->pool_size != (size_t)size) {
+        av_buffer_pool_uninit(&conv->pool);
+        conv->pool = av_buffer_pool_init((size_t)size, NULL);
+        conv->pool_size = (size_t)size;
+        if (!conv->pool)
+            return vx_fail(VX_ERR_NOMEM, "video frame: cannot create a buffer pool of %d bytes", size);
+    }
+    AVBufferRef *buf = av_buffer_pool_get(conv->pool);
+    if (!buf)
+        return vx_fail(VX_ERR_NOMEM, "video frame: cannot allocate %d bytes", size);
+
+    int ret = av_frame_copy_props(out, in);
+    if (ret < 0) {
+        av_buffer_unref(&buf);
+        return vx_fail(VX_ERR_NOMEM, "video frame: cannot copy properties (%s)", av_err2str(ret));
+    }
+    out->buf[0] = buf;
+    out->format = dst;
+    out->width = w;
+    out->height = h;
+    ret = av_image_fill_arrays(out->data, out->linesize, buf->data, dst, w, h, CONV_ALIGN);
+    if (ret >= 0)
+        ret = sws_scale(conv->sws, (const uint8_t *const *)in->data, in->linesize, 0, h, out->data,
+                        out->linesize);
+    if (ret != h) {
+        av_frame_unref(out);
+        return vx_fail(VX_ERR_BACKEND, "video frame: conversion from %s to %s failed", desc->name,
+                       av_get_pix_fmt_name(dst));
+    }
+    return VX_OK;
+}
