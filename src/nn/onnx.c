@@ -514,7 +514,8 @@ static vx_err attr_str(const nctx *n, const char *name, const char *dflt, char *
     if ((attr_type(a) >= 0 && a->type != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING) || !a->has_s)
         return nfail(n, VX_ERR_FORMAT, "attribute '%s' is not a string", name);
     size_t l = a->s.len < cap - 1 ? a->s.len : cap - 1;
-    memcpy(buf, a->s.data, l);
+    if (l) /* an empty string may have no data pointer */
+        memcpy(buf, a->s.data, l);
     buf[l] = 0;
     return VX_OK;
 }

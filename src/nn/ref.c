@@ -137,43 +137,65 @@ static int64_t nearest_index(const vx_resize_attr *r, float f)
     return r->coord == VX_COORD_ASYMMETRIC ? (int64_t)floorf(f) : (int64_t)ceilf(f - 0.5f);
 }
 
-static void resize_ref(const vx_graph *g, const vx_node *n, const float *x, float *y)
+/* Source positions of each output row or column, and the linear weight:
+ * the same float arithmetic as per pixel, done once per axis. */
+typedef struct {
+    int64_t i0, i1;
+    float l;
+} rs_tap;
+
+static void axis_taps(const vx_resize_attr *r, int64_t in, int64_t out, float scale, rs_tap *t)
+{
+    for (int64_t o = 0; o < out; o++) {
+        float f = src_coord(r, o, in, out, scale);
+        if (r->mode == VX_RESIZE_NEAREST) {
+            int64_t i = nearest_index(r, f);
+            i = i < 0 ? 0 : i >= in ? in - 1 : i;
+            t[o] = (rs_tap){i, i, 0.0f};
+            continue;
+        }
+        float c = f < 0 ? 0 : f;
+        int64_t i0 = (int64_t)c;
+        if (i0 > in - 1)
+            i0 = in - 1;
+        float l = c - (float)i0;
+        t[o] = (rs_tap){i0, i0 + 1 < in ? i0 + 1 : in - 1, l > 1 ? 1 : l};
+    }
+}
+
+static vx_err resize_ref(const vx_graph *g, const vx_node *n, const float *x, float *y)
 {
     const vx_resize_attr *r = &n->a.resize;
     const vx_tensor *ti = &g->t[n->in[0]], *to = &g->t[n->out[0]];
     int64_t NC = ti->dims[0] * ti->dims[1], H = ti->dims[2], W = ti->dims[3], OH = to->dims[2], OW = to->dims[3];
+    rs_tap *ty = malloc(sizeof(rs_tap) * (size_t)(OH + OW));
+    if (!ty)
+        return vx_fail(VX_ERR_NOMEM, "node '%s' (Resize): out of memory", n->name);
+    rs_tap *tx = ty + OH;
+    axis_taps(r, H, OH, r->scale_h, ty);
+    axis_taps(r, W, OW, r->scale_w, tx);
     for (int64_t c = 0; c < NC; c++) {
         const float *xc = x + c * H * W;
         float *yc = y + c * OH * OW;
         for (int64_t oy = 0; oy < OH; oy++) {
-            float fy = src_coord(r, oy, H, OH, r->scale_h);
+            const float *r0 = xc + ty[oy].i0 * W, *r1 = xc + ty[oy].i1 * W;
+            float ly = ty[oy].l, *yr = yc + oy * OW;
+            if (r->mode == VX_RESIZE_NEAREST) {
+                for (int64_t ox = 0; ox < OW; ox++)
+                    yr[ox] = r0[tx[ox].i0];
+                continue;
+            }
             for (int64_t ox = 0; ox < OW; ox++) {
-                float fx = src_coord(r, ox, W, OW, r->scale_w);
-                if (r->mode == VX_RESIZE_NEAREST) {
-                    int64_t iy = nearest_index(r, fy), ix = nearest_index(r, fx);
-                    iy = iy < 0 ? 0 : iy >= H ? H - 1 : iy;
-                    ix = ix < 0 ? 0 : ix >= W ? W - 1 : ix;
-                    yc[oy * OW + ox] = xc[iy * W + ix];
-                    continue;
-                }
-                float cy = fy < 0 ? 0 : fy, cx = fx < 0 ? 0 : fx;
-                int64_t y0 = (int64_t)cy, x0 = (int64_t)cx;
-                if (y0 > H - 1)
-                    y0 = H - 1;
-                if (x0 > W - 1)
-                    x0 = W - 1;
-                int64_t y1 = y0 + 1 < H ? y0 + 1 : H - 1, x1 = x0 + 1 < W ? x0 + 1 : W - 1;
-                float ly = cy - (float)y0, lx = cx - (float)x0;
-                if (ly > 1)
-                    ly = 1;
-                if (lx > 1)
-                    lx = 1;
-                float top = xc[y0 * W + x0] + (xc[y0 * W + x1] - xc[y0 * W + x0]) * lx;
-                float bot = xc[y1 * W + x0] + (xc[y1 * W + x1] - xc[y1 * W + x0]) * lx;
-                yc[oy * OW + ox] = top + (bot - top) * ly;
+                int64_t x0 = tx[ox].i0, x1 = tx[ox].i1;
+                float lx = tx[ox].l;
+                float top = r0[x0] + (r0[x1] - r0[x0]) * lx;
+                float bot = r1[x0] + (r1[x1] - r1[x0]) * lx;
+                yr[ox] = top + (bot - top) * ly;
             }
         }
     }
+    free(ty);
+    return VX_OK;
 }
 
 /* Strides of a dense row-major tensor, broadcast to rank r (0 for size-1 dims). */
@@ -590,7 +612,7 @@ vx_err vx_ref_run_node(const vx_graph *g, const vx_node *n, const void *const *i
         return VX_OK;
     case VX_OP_MAXPOOL:
     case VX_OP_AVGPOOL: pool_ref(g, n, in[0], out[0]); return VX_OK;
-    case VX_OP_RESIZE: resize_ref(g, n, in[0], out[0]); return VX_OK;
+    case VX_OP_RESIZE: return resize_ref(g, n, in[0], out[0]);
     case VX_OP_ADD:
     case VX_OP_SUB:
     case VX_OP_MUL:
