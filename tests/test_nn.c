@@ -85,7 +85,8 @@ static void fill_inputs(vx_nn_engine *a, vx_nn_engine *b, const vx_nn_model *m, 
 
 static double cpu_vs_ref(const vx_nn_model *m, int threads)
 {
-    vx_nn_engine_opts oc = {.backend = VX_NN_BACKEND_CPU, .threads = threads}, orf = {.backend = VX_NN_BACKEND_REF, .threads = 1};
+    vx_nn_engine_opts oc = {.backend = VX_NN_BACKEND_CPU, .threads = threads},
+                      orf = {.backend = VX_NN_BACKEND_REF, .threads = 1};
     vx_nn_engine *c, *r;
     assert_int_equal(vx_nn_engine_create(m, &oc, &c), VX_OK);
     assert_int_equal(vx_nn_engine_create(m, &orf, &r), VX_OK);
@@ -198,14 +199,14 @@ static void check_graph(gb *b, gb *b2)
 }
 
 /* The same graph built twice (a builder function called on two graphs). */
-#define BOTH(fn)                                                                                                   \
-    do {                                                                                                           \
-        gb b1 = {vx_graph_new(), "", 0}, b2 = {vx_graph_new(), "", 0};                                             \
-        uint32_t s0 = rng;                                                                                         \
-        fn(&b1);                                                                                                   \
-        rng = s0;                                                                                                  \
-        fn(&b2);                                                                                                   \
-        check_graph(&b1, &b2);                                                                                     \
+#define BOTH(fn)                                                                                             \
+    do {                                                                                                     \
+        gb b1 = {vx_graph_new(), "", 0}, b2 = {vx_graph_new(), "", 0};                                       \
+        uint32_t s0 = rng;                                                                                   \
+        fn(&b1);                                                                                             \
+        rng = s0;                                                                                            \
+        fn(&b2);                                                                                             \
+        check_graph(&b1, &b2);                                                                               \
     } while (0)
 
 /* Conv chain with every post-op: bias, LeakyReLU, residual sum, sigmoid,

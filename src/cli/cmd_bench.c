@@ -41,8 +41,8 @@ static double pct(const double *sorted, int n, double p)
     return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
-static int bench_one(const vx_nn_model *m, vx_nn_backend b, vx_nn_precision prec, int threads, int runs, int warmup,
-                     int json, const char *model_path)
+static int bench_one(const vx_nn_model *m, vx_nn_backend b, vx_nn_precision prec, int threads, int runs,
+                     int warmup, int json, const char *model_path)
 {
     vx_nn_engine_opts o = {.backend = b, .threads = threads, .precision = prec};
     vx_nn_engine *e;
@@ -84,19 +84,19 @@ static int bench_one(const vx_nn_model *m, vx_nn_backend b, vx_nn_precision prec
     vx_nn_model_stats st;
     vx_nn_model_get_stats(m, &st);
     if (json) {
-        json_t *o2 = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:s}", "model", model_path,
-                               "backend", vx_nn_backend_name(b), "precision", vx_nn_precision_name(prec),
-                               "threads", threads, "runs", runs, "warmup", warmup,
-                               "median_ms", med, "p10_ms", p10, "p90_ms", p90, "fps", 1e3 / med, "gflops_per_s",
-                               st.flops / (med * 1e6), "engine", vx_nn_engine_describe(e));
+        json_t *o2 = json_pack("{s:s, s:s, s:s, s:i, s:i, s:i, s:f, s:f, s:f, s:f, s:f, s:s}", "model",
+                               model_path, "backend", vx_nn_backend_name(b), "precision",
+                               vx_nn_precision_name(prec), "threads", threads, "runs", runs, "warmup", warmup,
+                               "median_ms", med, "p10_ms", p10, "p90_ms", p90, "fps", 1e3 / med,
+                               "gflops_per_s", st.flops / (med * 1e6), "engine", vx_nn_engine_describe(e));
         char *s = o2 ? json_dumps(o2, JSON_COMPACT) : NULL;
         if (s)
             printf("%s\n", s);
         free(s);
         json_decref(o2);
     } else {
-        printf("%-5s %-5s %7d %6d %10.2f %9.2f %9.2f %8.1f %9.1f\n", vx_nn_backend_name(b), vx_nn_precision_name(prec),
-               threads, runs, med, p10, p90, 1e3 / med, st.flops / (med * 1e6));
+        printf("%-5s %-5s %7d %6d %10.2f %9.2f %9.2f %8.1f %9.1f\n", vx_nn_backend_name(b),
+               vx_nn_precision_name(prec), threads, runs, med, p10, p90, 1e3 / med, st.flops / (med * 1e6));
     }
     fflush(stdout);
     free(t);
@@ -106,11 +106,15 @@ static int bench_one(const vx_nn_model *m, vx_nn_backend b, vx_nn_precision prec
 
 static int bench_model(int argc, char **argv)
 {
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"backend", required_argument, 0, 'b'},
-                                         {"threads", required_argument, 0, 't'}, {"runs", required_argument, 0, 'r'},
-                                         {"warmup", required_argument, 0, 'w'},  {"json", no_argument, 0, 'j'},
+    static const struct option opts[] = {{"model", required_argument, 0, 'm'},
+                                         {"backend", required_argument, 0, 'b'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"runs", required_argument, 0, 'r'},
+                                         {"warmup", required_argument, 0, 'w'},
+                                         {"json", no_argument, 0, 'j'},
                                          {"precision", required_argument, 0, 'p'},
-                                         {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
     char model[4096] = "";
     const char *backend = "cpu", *threads_arg = NULL, *prec_arg = "fp32";
     int runs = 200, warmup = 20, json = 0, c;
@@ -183,7 +187,8 @@ static int bench_model(int argc, char **argv)
         snprintf(buf, sizeof buf, "%s", prec_arg);
         for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
             if (np == 2 || vx_nn_precision_parse(tok, &precs[np])) {
-                fprintf(stderr, "verolux bench: bad --precision '%s' (fp32, bf16, a list, or all)\n", prec_arg);
+                fprintf(stderr, "verolux bench: bad --precision '%s' (fp32, bf16, a list, or all)\n",
+                        prec_arg);
                 return VX_EXIT_USAGE;
             }
             np++;
@@ -197,10 +202,10 @@ static int bench_model(int argc, char **argv)
     if (!json) {
         vx_nn_model_stats st;
         vx_nn_model_get_stats(m, &st);
-        printf("model %s (%s, %d nodes, %d convolutions, %.2f GFLOPs per image)\n", model, st.format, st.nodes,
-               st.convs, st.flops / 1e9);
-        printf("%-5s %-5s %7s %6s %10s %9s %9s %8s %9s\n", "back", "prec", "threads", "runs", "median_ms", "p10_ms",
-               "p90_ms", "fps", "GFLOP/s");
+        printf("model %s (%s, %d nodes, %d convolutions, %.2f GFLOPs per image)\n", model, st.format,
+               st.nodes, st.convs, st.flops / 1e9);
+        printf("%-5s %-5s %7s %6s %10s %9s %9s %8s %9s\n", "back", "prec", "threads", "runs", "median_ms",
+               "p10_ms", "p90_ms", "fps", "GFLOP/s");
     }
     int rc = VX_EXIT_OK;
     for (int i = 0; i < nb && rc == VX_EXIT_OK; i++)

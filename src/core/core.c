@@ -78,14 +78,21 @@ static vx_log_level level_from_env(void)
     const char *s = getenv("VEROLUX_LOG");
     if (!s)
         return VX_LOG_INFO;
-    if (!strcmp(s, "debug")) return VX_LOG_DEBUG;
-    if (!strcmp(s, "warn")) return VX_LOG_WARN;
-    if (!strcmp(s, "error")) return VX_LOG_ERROR;
-    if (!strcmp(s, "off")) return VX_LOG_OFF;
+    if (!strcmp(s, "debug"))
+        return VX_LOG_DEBUG;
+    if (!strcmp(s, "warn"))
+        return VX_LOG_WARN;
+    if (!strcmp(s, "error"))
+        return VX_LOG_ERROR;
+    if (!strcmp(s, "off"))
+        return VX_LOG_OFF;
     return VX_LOG_INFO;
 }
 
-void vx_log_set_level(vx_log_level level) { log_level = (int)level; }
+void vx_log_set_level(vx_log_level level)
+{
+    log_level = (int)level;
+}
 
 vx_log_level vx_log_get_level(void)
 {
@@ -124,7 +131,10 @@ uint64_t vx_now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-double vx_now_s(void) { return (double)vx_now_ns() * 1e-9; }
+double vx_now_s(void)
+{
+    return (double)vx_now_ns() * 1e-9;
+}
 
 int vx_mul_size(size_t a, size_t b, size_t *out)
 {

@@ -19,8 +19,8 @@
  * arena by liveness.  Operators oneDNN does not cover run the reference
  * kernels on plain copies, so every graph the loaders accept runs here.
  */
-#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
+#include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,10 +31,10 @@
 typedef struct {
     size_t bytes;
     int def, last;
-    int root;      /* buffer this one lives inside (itself when not aliased) */
-    size_t off;    /* byte offset inside root */
-    void *user;    /* fixed external memory (graph inputs/outputs) */
-    void *ptr;     /* resolved address */
+    int root;   /* buffer this one lives inside (itself when not aliased) */
+    size_t off; /* byte offset inside root */
+    void *user; /* fixed external memory (graph inputs/outputs) */
+    void *ptr;  /* resolved address */
 } buf_t;
 
 typedef struct {
@@ -50,13 +50,13 @@ typedef struct {
     dnnl_exec_arg_t exec[MAX_ARGS + 1];
     dnnl_memory_t mems[MAX_ARGS];
     int is_reorder;
-    const vx_node *node;   /* reference step */
+    const vx_node *node; /* reference step */
     int *in_bufs, *out_bufs;
 } step_t;
 
 typedef struct {
-    int act;        /* buffer of the blocked form, -1 */
-    int plain;      /* buffer of the dense NCHW form, -1 */
+    int act;   /* buffer of the blocked form, -1 */
+    int plain; /* buffer of the dense NCHW form, -1 */
     dnnl_memory_desc_t act_md, plain_md;
     int direct_out; /* graph output slot written as NHWC by the producer, -1 */
 } tstate_t;
@@ -79,11 +79,11 @@ typedef struct {
     char *out_direct; /* graph outputs written directly by their producer */
 } dnnl_impl;
 
-#define DNNL_CHECK(call, what)                                                                                     \
-    do {                                                                                                           \
-        dnnl_status_t st_ = (call);                                                                                \
-        if (st_ != dnnl_success)                                                                                   \
-            return vx_fail(VX_ERR_BACKEND, "oneDNN: %s failed (status %d)", (what), (int)st_);                    \
+#define DNNL_CHECK(call, what)                                                                               \
+    do {                                                                                                     \
+        dnnl_status_t st_ = (call);                                                                          \
+        if (st_ != dnnl_success)                                                                             \
+            return vx_fail(VX_ERR_BACKEND, "oneDNN: %s failed (status %d)", (what), (int)st_);               \
     } while (0)
 
 static int isa_block(void)
@@ -216,10 +216,13 @@ static void dims_of(const vx_tensor *t, dnnl_dims_t dims)
         dims[i] = t->dims[i];
 }
 
-static int is_act_tensor(const vx_tensor *t) { return t->rank == 4 && t->dtype == VX_DT_F32 && !t->data; }
+static int is_act_tensor(const vx_tensor *t)
+{
+    return t->rank == 4 && t->dtype == VX_DT_F32 && !t->data;
+}
 
-static vx_err reorder_step(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf, const dnnl_memory_desc_t *dmd,
-                           int dbuf)
+static vx_err reorder_step(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf,
+                           const dnnl_memory_desc_t *dmd, int dbuf)
 {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_attr_t attr = new_attr();
@@ -387,7 +390,8 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         dnnl_memory_desc_init_by_tag(&w_md, 5, gd, d->act_dt, dnnl_format_tag_any);
     }
     dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_a);
-    dnnl_dims_t strides = {c->sh, c->sw}, dil = {c->dh - 1, c->dw - 1}, pl = {c->pt, c->pl}, pr = {c->pb, c->pr};
+    dnnl_dims_t strides = {c->sh, c->sw}, dil = {c->dh - 1, c->dw - 1}, pl = {c->pt, c->pl},
+                pr = {c->pb, c->pr};
     /* VX_CONV_ALG=wino: 3x3 stride-1 convolutions run Winograd F(2x2,3x3)
      * where oneDNN has it.  Its kernel takes no LeakyReLU post-op, so an
      * activation-only post-op list becomes an in-place eltwise step after
@@ -410,7 +414,8 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
             continue;
         dnnl_alg_kind_t calg = pass < 2 ? dnnl_convolution_winograd : dnnl_convolution_direct;
         st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, calg, &src_md, &w_md,
-                                                        has_bias ? &b_md : NULL, &dst_md, strides, dil, pl, pr);
+                                                        has_bias ? &b_md : NULL, &dst_md, strides, dil, pl,
+                                                        pr);
         if (st == dnnl_success)
             st = dnnl_primitive_desc_create(&pd, &cd, attrs[pass == 1], d->eng, NULL);
         split_acts = st == dnnl_success && pass == 1;
@@ -422,14 +427,15 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
      * pick the source layout and reorder into it instead. */
     int src_buf = src_plain ? d->ts[x].plain : d->ts[x].act;
     const char *impl0 = NULL;
-    if (st == dnnl_success && dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl0) == dnnl_success &&
-        impl0 && !strncmp(impl0, "ref", 3)) {
+    if (st == dnnl_success &&
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl0) == dnnl_success && impl0 &&
+        !strncmp(impl0, "ref", 3)) {
         dnnl_memory_desc_t any_md;
         dnnl_memory_desc_init_by_tag(&any_md, 4, xd, d->act_dt, dnnl_format_tag_any);
         dnnl_primitive_desc_t pd2 = NULL;
-        if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct, &any_md,
-                                                       &w_md, has_bias ? &b_md : NULL, &dst_md, strides, dil, pl,
-                                                       pr) == dnnl_success &&
+        if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                       &any_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
+                                                       strides, dil, pl, pr) == dnnl_success &&
             dnnl_primitive_desc_create(&pd2, &cd, attr, d->eng, NULL) == dnnl_success) {
             const char *impl2 = NULL;
             dnnl_primitive_desc_query(pd2, dnnl_query_impl_info_str, 0, &impl2);
@@ -465,17 +471,17 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
             dnnl_primitive_desc_destroy(pd);
             direct = 0;
             dst_md = d->ts[y].act_md;
-            st = dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                            &src_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
-                                                            strides, dil, pl, pr);
+            st = dnnl_dilated_convolution_forward_desc_init(
+                &cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &w_md, has_bias ? &b_md : NULL,
+                &dst_md, strides, dil, pl, pr);
             if (st == dnnl_success)
                 st = dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL);
         }
     }
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
-        return vx_fail(VX_ERR_BACKEND, "oneDNN: no convolution implementation for node '%s' (status %d)", n->name,
-                       (int)st);
+        return vx_fail(VX_ERR_BACKEND, "oneDNN: no convolution implementation for node '%s' (status %d)",
+                       n->name, (int)st);
     /* Weights are reordered once, now, into the layout the kernel wants. */
     const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
     int wb = new_buf(d, dnnl_memory_desc_get_size(wq));
@@ -643,8 +649,8 @@ static vx_err concat_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     }
     dnnl_primitive_desc_t pd;
     dnnl_primitive_attr_t attr = new_attr();
-    dnnl_status_t st = dnnl_concat_primitive_desc_create(&pd, &d->ts[y].act_md, n->n_in, n->a.concat.axis, mds, attr,
-                                                         d->eng);
+    dnnl_status_t st = dnnl_concat_primitive_desc_create(&pd, &d->ts[y].act_md, n->n_in, n->a.concat.axis,
+                                                         mds, attr, d->eng);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
         return vx_fail(VX_ERR_BACKEND, "oneDNN: concat creation failed for '%s'", n->name);
@@ -743,8 +749,9 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     case VX_OP_AVGPOOL: {
         const vx_pool_attr *p = &n->a.pool;
         dnnl_pooling_v2_desc_t pd;
-        dnnl_dims_t st = {p->sh, p->sw}, k = {p->kh, p->kw}, dl = {0, 0}, pl = {p->pt, p->pl}, pr = {p->pb, p->pr};
-        dnnl_alg_kind_t alg = n->op == VX_OP_MAXPOOL  ? dnnl_pooling_max
+        dnnl_dims_t st = {p->sh, p->sw}, k = {p->kh, p->kw}, dl = {0, 0}, pl = {p->pt, p->pl},
+                    pr = {p->pb, p->pr};
+        dnnl_alg_kind_t alg = n->op == VX_OP_MAXPOOL ? dnnl_pooling_max
                               : p->count_include_pad ? dnnl_pooling_avg_include_padding
                                                      : dnnl_pooling_avg_exclude_padding;
         DNNL_CHECK(dnnl_pooling_v2_forward_desc_init(&pd, dnnl_forward_inference, alg, &d->ts[x].act_md,
@@ -757,11 +764,12 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         const vx_resize_attr *r = &n->a.resize;
         /* oneDNN's resampling is the half-pixel convention with factor out/in. */
         if (r->coord != VX_COORD_HALF_PIXEL || r->mode != VX_RESIZE_LINEAR ||
-            r->scale_h != (float)ty->dims[2] / (float)tx->dims[2] || r->scale_w != (float)ty->dims[3] / (float)tx->dims[3])
+            r->scale_h != (float)ty->dims[2] / (float)tx->dims[2] ||
+            r->scale_w != (float)ty->dims[3] / (float)tx->dims[3])
             return ref_step(d, g, n);
         dnnl_resampling_desc_t rd;
-        DNNL_CHECK(dnnl_resampling_forward_desc_init(&rd, dnnl_forward_inference, dnnl_resampling_linear, NULL,
-                                                     &d->ts[x].act_md, &d->ts[n->out[0]].act_md),
+        DNNL_CHECK(dnnl_resampling_forward_desc_init(&rd, dnnl_forward_inference, dnnl_resampling_linear,
+                                                     NULL, &d->ts[x].act_md, &d->ts[n->out[0]].act_md),
                    "resampling descriptor");
         int a = DNNL_ARG_SRC;
         return simple_step(d, g, n, &rd, 1, &x, &a);
@@ -797,8 +805,9 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         dnnl_alg_kind_t alg;
         float alpha;
         act_alg(act, n->op == VX_OP_LEAKY_RELU ? n->a.leaky.alpha : 0.0f, &alg, &alpha);
-        DNNL_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &d->ts[x].act_md, alpha, 0.0f),
-                   "eltwise descriptor");
+        DNNL_CHECK(
+            dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &d->ts[x].act_md, alpha, 0.0f),
+            "eltwise descriptor");
         int a = DNNL_ARG_SRC;
         return simple_step(d, g, n, &ed, 1, &x, &a);
     }
@@ -831,8 +840,7 @@ static void find_nhwc_outputs(dnnl_impl *d, const vx_graph *g)
             continue;
         int prod = tx->producer;
         if (prod < 0 || g->n[prod].op != VX_OP_CONV || vx_graph_single_consumer(g, x) != r ||
-            (g->n[prod].n_in > 3 && g->n[prod].in[3] >= 0) ||
-            g->t[x].graph_output >= 0)
+            (g->n[prod].n_in > 3 && g->n[prod].in[3] >= 0) || g->t[x].graph_output >= 0)
             continue;
         /* Output slot of the transpose: first matching index. */
         int slot = -1;
@@ -880,8 +888,8 @@ static vx_err dnnl_create(vx_nn_engine *e)
             continue;
         dnnl_dims_t dims;
         dims_of(t, dims);
-        static const dnnl_format_tag_t plain_tags[] = {dnnl_a, dnnl_a, dnnl_ab, dnnl_abc, dnnl_abcd, dnnl_abcde,
-                                                       dnnl_abcdef};
+        static const dnnl_format_tag_t plain_tags[] = {dnnl_a,    dnnl_a,     dnnl_ab,    dnnl_abc,
+                                                       dnnl_abcd, dnnl_abcde, dnnl_abcdef};
         if (t->rank == 0) {
             dnnl_dims_t one = {1};
             dnnl_memory_desc_init_by_tag(&s->plain_md, 1, one, dnnl_f32, dnnl_a);
@@ -966,7 +974,8 @@ static vx_err dnnl_create(vx_nn_engine *e)
     }
     for (int b = 0; b < nb; b++) {
         size_t o;
-        bytes[b] = (!d->bufs[b].user && resolve_root(d, b, &o) == b && d->bufs[b].last >= 0) ? d->bufs[b].bytes : 0;
+        bytes[b] =
+            (!d->bufs[b].user && resolve_root(d, b, &o) == b && d->bufs[b].last >= 0) ? d->bufs[b].bytes : 0;
         if (b == d->scratch_buf) {
             /* Scratchpad is shared by all steps: alive throughout. */
             def[b] = 0;
@@ -1011,13 +1020,16 @@ static vx_err dnnl_create(vx_nn_engine *e)
     e->stats.reference_steps = nref;
     e->stats.arena_mib = (double)total / (1 << 20);
     const dnnl_version_t *v = dnnl_version();
-    snprintf(e->desc, sizeof e->desc,
-             "cpu: oneDNN %d.%d.%d, %s, %s %s%s, %d threads, %d primitives + %d reference steps, %.1f MiB arena",
-             v->major, v->minor, v->patch, isa_name(), vx_nn_precision_name(e->precision),
-             d->block == 16 ? "nChw16c" : d->block ? "nChw8c" : "nhwc",
-             e->precision != VX_NN_FP32 && !vx_nn_precision_native(e->precision) ? " (emulated: no native BF16)" : "",
-             e->threads, nprim, nref,
-             (double)total / (1 << 20));
+    snprintf(
+        e->desc, sizeof e->desc,
+        "cpu: oneDNN %d.%d.%d, %s, %s %s%s, %d threads, %d primitives + %d reference steps, %.1f MiB arena",
+        v->major, v->minor, v->patch, isa_name(), vx_nn_precision_name(e->precision),
+        d->block == 16 ? "nChw16c"
+        : d->block     ? "nChw8c"
+                       : "nhwc",
+        e->precision != VX_NN_FP32 && !vx_nn_precision_native(e->precision) ? " (emulated: no native BF16)"
+                                                                            : "",
+        e->threads, nprim, nref, (double)total / (1 << 20));
     return VX_OK;
 }
 

@@ -22,7 +22,8 @@ static vx_err ref_create(vx_nn_engine *e)
         return vx_fail(VX_ERR_NOMEM, "out of memory");
     e->impl = r;
     r->buf = calloc((size_t)g->nt + 1, sizeof(void *));
-    size_t *bytes = calloc((size_t)g->nt + 1, sizeof(size_t)), *off = calloc((size_t)g->nt + 1, sizeof(size_t));
+    size_t *bytes = calloc((size_t)g->nt + 1, sizeof(size_t)),
+           *off = calloc((size_t)g->nt + 1, sizeof(size_t));
     int *def = calloc((size_t)g->nt + 1, sizeof(int)), *last = calloc((size_t)g->nt + 1, sizeof(int));
     vx_err err = VX_OK;
     if (!r->buf || !bytes || !off || !def || !last) {

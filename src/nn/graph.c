@@ -5,24 +5,69 @@
 #include <string.h>
 
 static const char *const op_names[VX_OP_COUNT] = {
-    [VX_OP_CONV] = "Conv",           [VX_OP_ADD] = "Add",
-    [VX_OP_SUB] = "Sub",             [VX_OP_MUL] = "Mul",
-    [VX_OP_DIV] = "Div",             [VX_OP_RELU] = "Relu",
-    [VX_OP_LEAKY_RELU] = "LeakyRelu", [VX_OP_SIGMOID] = "Sigmoid",
-    [VX_OP_MAXPOOL] = "MaxPool",     [VX_OP_AVGPOOL] = "AveragePool",
-    [VX_OP_CONCAT] = "Concat",       [VX_OP_SPLIT] = "Split",
-    [VX_OP_RESIZE] = "Resize",       [VX_OP_RESHAPE] = "Reshape",
-    [VX_OP_TRANSPOSE] = "Transpose", [VX_OP_PAD] = "Pad",
-    [VX_OP_IDENTITY] = "Identity",   [VX_OP_SPARSE_TO_DENSE] = "SparseToDense",
-    [VX_OP_SWISH] = "Swish",         [VX_OP_HARDSWISH] = "HardSwish",
-    [VX_OP_HARDSIGMOID] = "HardSigmoid", [VX_OP_CLIP] = "Clip",
-    [VX_OP_SOFTMAX] = "Softmax",     [VX_OP_MATMUL] = "MatMul",
-    [VX_OP_SLICE] = "Slice",         [VX_OP_GATHER] = "Gather",
-    [VX_OP_CAST] = "Cast",           [VX_OP_POW] = "Pow",
-    [VX_OP_FLOOR] = "Floor",         [VX_OP_CEIL] = "Ceil",
+    [VX_OP_CONV] = "Conv",
+    [VX_OP_ADD] = "Add",
+    [VX_OP_SUB] = "Sub",
+    [VX_OP_MUL] = "Mul",
+    [VX_OP_DIV] = "Div",
+    [VX_OP_RELU] = "Relu",
+    [VX_OP_LEAKY_RELU] = "LeakyRelu",
+    [VX_OP_SIGMOID] = "Sigmoid",
+    [VX_OP_MAXPOOL] = "MaxPool",
+    [VX_OP_AVGPOOL] = "AveragePool",
+    [VX_OP_CONCAT] = "Concat",
+    [VX_OP_SPLIT] = "Split",
+    [VX_OP_RESIZE] = "Resize",
+    [VX_OP_RESHAPE] = "Reshape",
+    [VX_OP_TRANSPOSE] = "Transpose",
+    [VX_OP_PAD] = "Pad",
+    [VX_OP_IDENTITY] = "Identity",
+    [VX_OP_SPARSE_TO_DENSE] = "SparseToDense",
+    [VX_OP_SWISH] = "Swish",
+    [VX_OP_HARDSWISH] = "HardSwish",
+    [VX_OP_HARDSIGMOID] = "HardSigmoid",
+    [VX_OP_CLIP] = "Clip",
+    [VX_OP_SOFTMAX] = "Softmax",
+    [VX_OP_MATMUL] = "MatMul",
+    [VX_OP_SLICE] = "Slice",
+    [VX_OP_GATHER] = "Gather",
+    [VX_OP_CAST] = "Cast",
+    [VX_OP_POW] = "Pow",
+    [VX_OP_FLOOR] = "Floor",
+    [VX_OP_CEIL] = "Ceil",
 };
 
-const char *vx_op_name(vx_op op) { return (unsigned)op < VX_OP_COUNT ? op_names[op] : "?"; }
+/* IEEE half -> float, subnormals, infinities and NaNs included (weights of
+ * both loaders come as float16). */
+float vx_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else { /* subnormal: renormalise */
+            exp = 127 - 15 + 1;
+            while (!(man & 0x400)) {
+                man <<= 1;
+                exp--;
+            }
+            man &= 0x3ff;
+            bits = sign | (exp << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+const char *vx_op_name(vx_op op)
+{
+    return (unsigned)op < VX_OP_COUNT ? op_names[op] : "?";
+}
 
 vx_graph *vx_graph_new(void)
 {
@@ -111,7 +156,10 @@ int64_t vx_tensor_elems(const vx_tensor *t)
     return n;
 }
 
-int vx_tensor_is_const(const vx_tensor *t) { return t->data != NULL; }
+int vx_tensor_is_const(const vx_tensor *t)
+{
+    return t->data != NULL;
+}
 
 int vx_graph_add_const(vx_graph *g, const char *name, vx_dtype dt, int rank, const int64_t *dims,
                        const void *data)
@@ -350,8 +398,8 @@ static vx_err infer_matmul(vx_graph *g, vx_node *n)
 {
     const vx_tensor *a = &g->t[n->in[0]], *b = &g->t[n->in[1]];
     if (a->rank < 2 || b->rank < 2)
-        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (MatMul): operands must have rank >= 2 (%d, %d)", n->name,
-                       a->rank, b->rank);
+        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (MatMul): operands must have rank >= 2 (%d, %d)",
+                       n->name, a->rank, b->rank);
     if (a->dtype != VX_DT_F32 || b->dtype != VX_DT_F32)
         return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (MatMul): integer operands", n->name);
     if (a->dims[a->rank - 1] != b->dims[b->rank - 2])
@@ -380,12 +428,13 @@ static vx_err infer_slice(vx_graph *g, vx_node *n)
     for (int i = 0; i < x->rank; i++) {
         int64_t s = n->a.slice.start[i], e = n->a.slice.end[i], st = n->a.slice.step[i], dim = x->dims[i];
         /* The loader normalised these for this dim; re-check, the kernel trusts them. */
-        int ok = st > 0 ? (s >= 0 && s <= dim && e >= s && e <= dim)
+        int ok = st > 0   ? (s >= 0 && s <= dim && e >= s && e <= dim)
                  : st < 0 ? (s >= -1 && s < dim && e >= -1 && e <= s)
                           : 0;
         if (!ok || st > VX_MAX_ELEMS || st < -VX_MAX_ELEMS)
-            return vx_fail(VX_ERR_FORMAT, "node '%s' (Slice): bad range %lld:%lld:%lld for dim %d of size %lld",
-                           n->name, (long long)s, (long long)e, (long long)st, i, (long long)dim);
+            return vx_fail(VX_ERR_FORMAT,
+                           "node '%s' (Slice): bad range %lld:%lld:%lld for dim %d of size %lld", n->name,
+                           (long long)s, (long long)e, (long long)st, i, (long long)dim);
         d[i] = st > 0 ? (e - s + st - 1) / st : (s - e + (-st) - 1) / (-st);
     }
     g->t[n->out[0]].dtype = x->dtype;
@@ -404,7 +453,8 @@ static vx_err infer_gather(vx_graph *g, vx_node *n)
     if (ix->dtype != VX_DT_I64)
         return vx_fail(VX_ERR_FORMAT, "node '%s' (Gather): indices must be integers", n->name);
     if (x->rank - 1 + ix->rank > VX_NN_MAX_RANK)
-        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (Gather): output rank above %d", n->name, VX_NN_MAX_RANK);
+        return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (Gather): output rank above %d", n->name,
+                       VX_NN_MAX_RANK);
     n->a.gather.axis = ax;
     int64_t d[VX_NN_MAX_RANK];
     int r = 0;
@@ -437,9 +487,10 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
             return vx_fail(VX_ERR_FORMAT, "node '%s' (Conv): only 2-D convolutions are supported (rank %d)",
                            n->name, x->rank);
         if (c->groups <= 0 || x->dims[1] != w->dims[1] * c->groups || w->dims[0] % c->groups)
-            return vx_fail(VX_ERR_FORMAT,
-                           "node '%s' (Conv): weights [%lld,%lld,...] do not fit input channels %lld, groups %d",
-                           n->name, (long long)w->dims[0], (long long)w->dims[1], (long long)x->dims[1], c->groups);
+            return vx_fail(
+                VX_ERR_FORMAT,
+                "node '%s' (Conv): weights [%lld,%lld,...] do not fit input channels %lld, groups %d",
+                n->name, (long long)w->dims[0], (long long)w->dims[1], (long long)x->dims[1], c->groups);
         if (w->dims[2] < 1 || w->dims[2] > 1024 || w->dims[3] < 1 || w->dims[3] > 1024) /* before narrowing */
             return vx_fail(VX_ERR_FORMAT, "node '%s' (Conv): kernel %lldx%lld out of range", n->name,
                            (long long)w->dims[2], (long long)w->dims[3]);
@@ -448,8 +499,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
         if (n->n_in > 2 && n->in[2] >= 0 && vx_tensor_elems(&g->t[n->in[2]]) != w->dims[0])
             return vx_fail(VX_ERR_FORMAT, "node '%s' (Conv): bias size does not match %lld output channels",
                            n->name, (long long)w->dims[0]);
-        vx_err e = resolve_pads(n, c->pad_mode, x->dims[2], x->dims[3], c->kh, c->kw, c->sh, c->sw, c->dh, c->dw,
-                                &c->pt, &c->pl, &c->pb, &c->pr);
+        vx_err e = resolve_pads(n, c->pad_mode, x->dims[2], x->dims[3], c->kh, c->kw, c->sh, c->sw, c->dh,
+                                c->dw, &c->pt, &c->pl, &c->pb, &c->pr);
         if (e)
             return e;
         d[0] = x->dims[0];
@@ -464,7 +515,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
             const vx_tensor *s = &g->t[n->in[3]];
             for (int i = 0; i < 4; i++)
                 if (s->rank != 4 || s->dims[i] != d[i])
-                    return vx_fail(VX_ERR_FORMAT, "node '%s' (Conv): fused sum operand shape differs", n->name);
+                    return vx_fail(VX_ERR_FORMAT, "node '%s' (Conv): fused sum operand shape differs",
+                                   n->name);
         }
         return VX_OK;
     }
@@ -474,8 +526,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
         if (x->rank != 4)
             return vx_fail(VX_ERR_FORMAT, "node '%s' (%s): only 2-D pooling is supported", n->name,
                            vx_op_name(n->op));
-        vx_err e = resolve_pads(n, p->pad_mode, x->dims[2], x->dims[3], p->kh, p->kw, p->sh, p->sw, 1, 1, &p->pt,
-                                &p->pl, &p->pb, &p->pr);
+        vx_err e = resolve_pads(n, p->pad_mode, x->dims[2], x->dims[3], p->kh, p->kw, p->sh, p->sw, 1, 1,
+                                &p->pt, &p->pl, &p->pb, &p->pr);
         if (e)
             return e;
         d[0] = x->dims[0];
@@ -489,8 +541,7 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
     case VX_OP_SUB:
     case VX_OP_MUL:
     case VX_OP_DIV:
-    case VX_OP_POW:
-        return infer_broadcast(g, n);
+    case VX_OP_POW: return infer_broadcast(g, n);
     case VX_OP_SWISH:
     case VX_OP_HARDSWISH:
     case VX_OP_HARDSIGMOID:
@@ -514,12 +565,9 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
         g->t[n->out[0]].dtype = VX_DT_F32;
         return set_shape(g, n, n->out[0], x->rank, x->dims);
     }
-    case VX_OP_MATMUL:
-        return infer_matmul(g, n);
-    case VX_OP_SLICE:
-        return infer_slice(g, n);
-    case VX_OP_GATHER:
-        return infer_gather(g, n);
+    case VX_OP_MATMUL: return infer_matmul(g, n);
+    case VX_OP_SLICE: return infer_slice(g, n);
+    case VX_OP_GATHER: return infer_gather(g, n);
     case VX_OP_CAST:
         g->t[n->out[0]].dtype = n->a.cast.to;
         return set_shape(g, n, n->out[0], x->rank, x->dims);
@@ -534,7 +582,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
         if (ax < 0)
             ax += x->rank;
         if (ax < 0 || ax >= x->rank)
-            return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): axis %d out of range", n->name, n->a.concat.axis);
+            return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): axis %d out of range", n->name,
+                           n->a.concat.axis);
         n->a.concat.axis = ax;
         memcpy(d, x->dims, sizeof d);
         d[ax] = 0;
@@ -546,7 +595,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
                 return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): inputs differ in type", n->name);
             for (int k = 0; k < t->rank; k++)
                 if (k != ax && t->dims[k] != x->dims[k])
-                    return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): input %d differs in dim %d", n->name, i, k);
+                    return vx_fail(VX_ERR_FORMAT, "node '%s' (Concat): input %d differs in dim %d", n->name,
+                                   i, k);
             d[ax] += t->dims[ax];
         }
         g->t[n->out[0]].dtype = x->dtype;
@@ -603,7 +653,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
             return vx_fail(VX_ERR_FORMAT, "node '%s' (Resize): only 4-D NCHW input is supported", n->name);
         if (r->out_h <= 0 || r->out_w <= 0) {
             if (!(r->scale_h > 0) || !(r->scale_w > 0))
-                return vx_fail(VX_ERR_FORMAT, "node '%s' (Resize): neither sizes nor positive scales", n->name);
+                return vx_fail(VX_ERR_FORMAT, "node '%s' (Resize): neither sizes nor positive scales",
+                               n->name);
             r->out_h = (int)((double)x->dims[2] * r->scale_h);
             r->out_w = (int)((double)x->dims[3] * r->scale_w);
         }
@@ -623,7 +674,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
     case VX_OP_RESHAPE: {
         const vx_tensor *s = &g->t[n->in[1]];
         if (!s->data || s->rank != 1 || s->dims[0] > VX_NN_MAX_RANK)
-            return vx_fail(VX_ERR_FORMAT, "node '%s' (Reshape): target shape must be a constant 1-D tensor of rank <= %d",
+            return vx_fail(VX_ERR_FORMAT,
+                           "node '%s' (Reshape): target shape must be a constant 1-D tensor of rank <= %d",
                            n->name, VX_NN_MAX_RANK);
         int r = (int)s->dims[0], neg = -1;
         int64_t known = 1, total = vx_tensor_elems(x);
@@ -631,7 +683,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
             d[i] = const_i64(s, i);
             if (d[i] == 0 && !n->a.reshape.allowzero) {
                 if (i >= x->rank)
-                    return vx_fail(VX_ERR_FORMAT, "node '%s' (Reshape): 0 refers to missing dim %d", n->name, i);
+                    return vx_fail(VX_ERR_FORMAT, "node '%s' (Reshape): 0 refers to missing dim %d", n->name,
+                                   i);
                 d[i] = x->dims[i];
             }
             if (d[i] == -1) {
@@ -673,7 +726,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
         g->t[n->out[0]].dtype = x->dtype;
         for (int i = 0; i < x->rank; i++) {
             /* Range first: the sum of unchecked pads can overflow. */
-            if (n->a.pad.begin[i] < 0 || n->a.pad.end[i] < 0 || n->a.pad.begin[i] > 65536 || n->a.pad.end[i] > 65536)
+            if (n->a.pad.begin[i] < 0 || n->a.pad.end[i] < 0 || n->a.pad.begin[i] > 65536 ||
+                n->a.pad.end[i] > 65536)
                 return vx_fail(VX_ERR_UNSUPPORTED, "node '%s' (Pad): pads must be in 0..65536", n->name);
             d[i] = x->dims[i] + n->a.pad.begin[i] + n->a.pad.end[i];
         }
@@ -681,7 +735,8 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
     case VX_OP_SPARSE_TO_DENSE: {
         const vx_tensor *shp = &g->t[n->in[1]];
         if (!shp->data || shp->rank > 1 || vx_tensor_elems(shp) > VX_NN_MAX_RANK)
-            return vx_fail(VX_ERR_FORMAT, "node '%s' (SparseToDense): output shape must be constant", n->name);
+            return vx_fail(VX_ERR_FORMAT, "node '%s' (SparseToDense): output shape must be constant",
+                           n->name);
         /* The kernel reads int64 indices ([N] or [N, rank]), N values or one,
          * and one default of the values' type. */
         const vx_tensor *ix = &g->t[n->in[0]], *val = &g->t[n->in[2]], *def = &g->t[n->in[3]];
@@ -696,8 +751,7 @@ vx_err vx_graph_infer_node(vx_graph *g, vx_node *n)
         g->t[n->out[0]].dtype = g->t[n->in[2]].dtype;
         return set_shape(g, n, n->out[0], r, d);
     }
-    case VX_OP_COUNT:
-        break;
+    case VX_OP_COUNT: break;
     }
     return vx_fail(VX_ERR_UNSUPPORTED, "node '%s': operator %d has no shape function", n->name, (int)n->op);
 }
@@ -869,7 +923,8 @@ void vx_graph_dump(const vx_graph *g, FILE *f)
         fprintf(f, "]");
         if (n->op == VX_OP_CONV) {
             const vx_conv_attr *c = &n->a.conv;
-            fprintf(f, " k%dx%d s%d p%d,%d,%d,%d g%d", c->kh, c->kw, c->sh, c->pt, c->pl, c->pb, c->pr, c->groups);
+            fprintf(f, " k%dx%d s%d p%d,%d,%d,%d g%d", c->kh, c->kw, c->sh, c->pt, c->pl, c->pb, c->pr,
+                    c->groups);
             for (int k = 0; k < c->n_post; k++)
                 fprintf(f, c->post[k].kind == VX_POST_SUM ? " +sum" : " +act%d", (int)c->post[k].act);
         }

@@ -216,6 +216,7 @@ int vx_graph_find_tensor(const vx_graph *g, const char *name);
 int64_t vx_tensor_elems(const vx_tensor *t);
 int vx_tensor_is_const(const vx_tensor *t);
 const char *vx_op_name(vx_op op);
+float vx_half_to_float(uint16_t h);
 
 /* Replaces every use of tensor `from` (node inputs and graph outputs) with
  * `to`.  Graph outputs keep their name: the output slot is re-pointed. */

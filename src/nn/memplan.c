@@ -21,7 +21,8 @@ static int by_size_desc(const void *a, const void *b)
     return x->id - y->id;
 }
 
-size_t vx_plan_memory(int n, const size_t *bytes, const int *def, const int *last, size_t align, size_t *offset)
+size_t vx_plan_memory(int n, const size_t *bytes, const int *def, const int *last, size_t align,
+                      size_t *offset)
 {
     item *items = malloc(sizeof(item) * (size_t)(n ? n : 1));
     int *placed = malloc(sizeof(int) * (size_t)(n ? n : 1));

@@ -7,7 +7,10 @@
 
 #include "nn/engine_internal.h"
 
-void vx_nn_load_opts_default(vx_nn_load_opts *opts) { opts->optimize = 1; }
+void vx_nn_load_opts_default(vx_nn_load_opts *opts)
+{
+    opts->optimize = 1;
+}
 
 static void compute_stats(vx_nn_model *m)
 {
@@ -85,8 +88,8 @@ vx_err vx_nn_model_load(const char *path, const vx_nn_load_opts *opts, vx_nn_mod
     else if (looks_like_onnx(path))
         e = vx_load_onnx(path, &g);
     else
-        e = vx_fail(VX_ERR_FORMAT, "%s: unknown model format (expected an ONNX model or a TensorFlow.js model.json)",
-                    path);
+        e = vx_fail(VX_ERR_FORMAT,
+                    "%s: unknown model format (expected an ONNX model or a TensorFlow.js model.json)", path);
     if (e)
         return e;
     e = vx_nn_model_from_graph(g, opts->optimize, out);
@@ -111,7 +114,8 @@ vx_err vx_nn_model_load_tfjs_mem(const char *json, size_t json_len, const uint8_
     return e ? vx_fail_prefix(e, "%s: ", name) : VX_OK;
 }
 
-vx_err vx_nn_model_load_onnx_mem(const uint8_t *data, size_t len, const vx_nn_load_opts *opts, vx_nn_model **out)
+vx_err vx_nn_model_load_onnx_mem(const uint8_t *data, size_t len, const vx_nn_load_opts *opts,
+                                 vx_nn_model **out)
 {
     static const char name[] = "<memory>";
     *out = NULL;
@@ -170,8 +174,14 @@ void vx_nn_model_destroy(vx_nn_model *m)
     free(m);
 }
 
-int vx_nn_model_input_count(const vx_nn_model *m) { return m->g->n_inputs; }
-int vx_nn_model_output_count(const vx_nn_model *m) { return m->g->n_outputs; }
+int vx_nn_model_input_count(const vx_nn_model *m)
+{
+    return m->g->n_inputs;
+}
+int vx_nn_model_output_count(const vx_nn_model *m)
+{
+    return m->g->n_outputs;
+}
 
 static void info_of(const vx_tensor *t, const char *name, vx_nn_tensor_info *info)
 {
@@ -200,7 +210,10 @@ int vx_nn_model_find_output(const vx_nn_model *m, const char *name)
     return -1;
 }
 
-void vx_nn_model_get_stats(const vx_nn_model *m, vx_nn_model_stats *s) { *s = m->stats; }
+void vx_nn_model_get_stats(const vx_nn_model *m, vx_nn_model_stats *s)
+{
+    *s = m->stats;
+}
 
 const char *vx_nn_model_metadata(const vx_nn_model *m, const char *key)
 {
@@ -210,7 +223,10 @@ const char *vx_nn_model_metadata(const vx_nn_model *m, const char *key)
     return NULL;
 }
 
-int vx_nn_model_metadata_count(const vx_nn_model *m) { return m->g->n_meta; }
+int vx_nn_model_metadata_count(const vx_nn_model *m)
+{
+    return m->g->n_meta;
+}
 
 void vx_nn_model_metadata_entry(const vx_nn_model *m, int i, const char **key, const char **value)
 {
@@ -218,7 +234,10 @@ void vx_nn_model_metadata_entry(const vx_nn_model *m, int i, const char **key, c
     *key = ok ? m->g->meta_keys[i] : NULL;
     *value = ok ? m->g->meta_values[i] : NULL;
 }
-void vx_nn_model_dump(const vx_nn_model *m, void *f) { vx_graph_dump(m->g, f); }
+void vx_nn_model_dump(const vx_nn_model *m, void *f)
+{
+    vx_graph_dump(m->g, f);
+}
 
 /* ---- engines ----------------------------------------------------------- */
 
@@ -310,8 +329,8 @@ vx_err vx_nn_engine_create(const vx_nn_model *m, const vx_nn_engine_opts *opts, 
     }
     const char *why = NULL;
     if (!vx_nn_backend_available(opts->backend, &why))
-        return vx_fail(VX_ERR_UNAVAILABLE, "backend '%s' is not available: %s", vx_nn_backend_name(opts->backend),
-                       why ? why : "unknown reason");
+        return vx_fail(VX_ERR_UNAVAILABLE, "backend '%s' is not available: %s",
+                       vx_nn_backend_name(opts->backend), why ? why : "unknown reason");
     if ((unsigned)opts->precision > VX_NN_BF16)
         return vx_fail(VX_ERR_INVALID, "unknown precision %d", (int)opts->precision);
     if (opts->threads < 0 || opts->threads > 1024)
@@ -332,7 +351,8 @@ vx_err vx_nn_engine_create(const vx_nn_model *m, const vx_nn_engine_opts *opts, 
         if (!(e->inputs[i] = calloc((size_t)vx_tensor_elems(&e->g->t[e->g->inputs[i]]) + 16, sizeof(float))))
             goto oom;
     for (int i = 0; i < e->g->n_outputs; i++)
-        if (!(e->outputs[i] = calloc((size_t)vx_tensor_elems(&e->g->t[e->g->outputs[i]]) + 16, sizeof(float))))
+        if (!(e->outputs[i] =
+                  calloc((size_t)vx_tensor_elems(&e->g->t[e->g->outputs[i]]) + 16, sizeof(float))))
             goto oom;
     e->ops = opts->backend == VX_NN_BACKEND_REF ? &vx_nn_ref_ops : &vx_nn_dnnl_ops;
     vx_err err = e->ops->create(e);
@@ -347,11 +367,23 @@ oom:
     return vx_fail(VX_ERR_NOMEM, "engine: out of memory");
 }
 
-float *vx_nn_engine_input(vx_nn_engine *e, int i) { return i >= 0 && i < e->g->n_inputs ? e->inputs[i] : NULL; }
+float *vx_nn_engine_input(vx_nn_engine *e, int i)
+{
+    return i >= 0 && i < e->g->n_inputs ? e->inputs[i] : NULL;
+}
 const float *vx_nn_engine_output(const vx_nn_engine *e, int i)
 {
     return i >= 0 && i < e->g->n_outputs ? e->outputs[i] : NULL;
 }
-vx_err vx_nn_engine_run(vx_nn_engine *e) { return e->ops->run(e); }
-const char *vx_nn_engine_describe(const vx_nn_engine *e) { return e->desc; }
-void vx_nn_engine_get_stats(const vx_nn_engine *e, vx_nn_engine_stats *s) { *s = e->stats; }
+vx_err vx_nn_engine_run(vx_nn_engine *e)
+{
+    return e->ops->run(e);
+}
+const char *vx_nn_engine_describe(const vx_nn_engine *e)
+{
+    return e->desc;
+}
+void vx_nn_engine_get_stats(const vx_nn_engine *e, vx_nn_engine_stats *s)
+{
+    *s = e->stats;
+}

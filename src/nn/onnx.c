@@ -36,7 +36,7 @@
  * shape arithmetic and weight transposes need a tiny fraction; a file
  * asking for more runs the rest at inference instead of stalling the load. */
 #define FOLD_MAX_WORK 5e8
-#define MAX_NODE_IN 64                    /* what the kernels' argument arrays hold */
+#define MAX_NODE_IN 64 /* what the kernels' argument arrays hold */
 #define MAX_NODE_OUT 16
 #define OPSET_MIN 11
 #define OPSET_MAX 21
@@ -187,31 +187,6 @@ static void budget_free(void *ud, void *p)
 
 /* ---- tensors ------------------------------------------------------------ */
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            man &= 0x3ff;
-            bits = sign | (exp << 23) | (man << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Bytes per element in raw_data and the IR type a data type maps to;
  * 0 for types this engine does not hold. */
 static size_t raw_size(int dt, vx_dtype *ir)
@@ -241,7 +216,7 @@ static void raw_elem(int dt, const uint8_t *s, void *dst, int64_t i)
     int64_t *q = dst;
     switch (dt) {
     case DT_FLOAT: memcpy(&f[i], s, 4); break;
-    case DT_FLOAT16: f[i] = half_to_float((uint16_t)(s[0] | s[1] << 8)); break;
+    case DT_FLOAT16: f[i] = vx_half_to_float((uint16_t)(s[0] | s[1] << 8)); break;
     case DT_BFLOAT16: {
         uint32_t b = (uint32_t)(s[0] | s[1] << 8) << 16;
         memcpy(&f[i], &b, 4);
@@ -433,7 +408,7 @@ static vx_err add_tensor_proto(onnx_ctx *c, const Onnx__TensorProto *tp, const c
         case DT_INT64: ((int64_t *)dst)[i] = tp->int64_data[i]; break;
         case DT_UINT32:
         case DT_UINT64: ((int64_t *)dst)[i] = (int64_t)tp->uint64_data[i]; break;
-        case DT_FLOAT16: ((float *)dst)[i] = half_to_float((uint16_t)tp->int32_data[i]); break;
+        case DT_FLOAT16: ((float *)dst)[i] = vx_half_to_float((uint16_t)tp->int32_data[i]); break;
         case DT_BFLOAT16: {
             uint32_t b = (uint32_t)(uint16_t)tp->int32_data[i] << 16;
             memcpy((float *)dst + i, &b, 4);

@@ -42,7 +42,10 @@ static int is_unary_eltwise(vx_op op)
            op == VX_OP_FLOOR || op == VX_OP_CEIL || op == VX_OP_CAST;
 }
 
-static int is_binary(vx_op op) { return op == VX_OP_ADD || op == VX_OP_SUB || op == VX_OP_MUL || op == VX_OP_DIV; }
+static int is_binary(vx_op op)
+{
+    return op == VX_OP_ADD || op == VX_OP_SUB || op == VX_OP_MUL || op == VX_OP_DIV;
+}
 
 /* Steps the reference kernel takes for n: about one per element read or
  * written, times the window for convolutions and pooling. */
@@ -238,7 +241,7 @@ static int sink_round(vx_graph *g)
 #define USE(t, d) ((t) >= 0 && (t) < nt0 ? (void)(uses[t] += (d)) : (void)0)
 /* Same answer as vx_graph_single_consumer(g, t) == i for an input t of node i. */
 #define ONLY_READER(t, i) ((t) < nt0 ? !is_out[t] && uses[t] == 1 : vx_graph_single_consumer(g, t) == (i))
-    /* Nodes appended during this round are not rewritten again in it. */
+        /* Nodes appended during this round are not rewritten again in it. */
 #define TOUCHED(k) ((k) >= nn0 || touched[k])
     for (int i = 0; i < nn0; i++) {
         vx_node *n = &g->n[i];
@@ -315,8 +318,8 @@ static int sink_round(vx_graph *g)
                     c->a.pad.end[p[k]] = g->n[i].a.pad.end[k];
                 }
             }
-        } else if (is_binary(n->op) && n->n_in == 2 && other_const &&
-                   g->t[newin[0]].rank == r && (tin[0] >= 0 || g->t[newin[0]].rank <= r)) {
+        } else if (is_binary(n->op) && n->n_in == 2 && other_const && g->t[newin[0]].rank == r &&
+                   (tin[0] >= 0 || g->t[newin[0]].rank <= r)) {
             for (int j = 0; j < 2; j++)
                 if (tin[j] < 0) {
                     if (g->t[newin[j]].rank > r)
@@ -510,8 +513,8 @@ static int fuse_round(vx_graph *g)
         if (a->n_post >= VX_MAX_POSTOPS)
             continue;
         vx_postop po = {0};
-        if (u->op == VX_OP_RELU || u->op == VX_OP_LEAKY_RELU || u->op == VX_OP_SIGMOID || u->op == VX_OP_SWISH ||
-            u->op == VX_OP_HARDSWISH) {
+        if (u->op == VX_OP_RELU || u->op == VX_OP_LEAKY_RELU || u->op == VX_OP_SIGMOID ||
+            u->op == VX_OP_SWISH || u->op == VX_OP_HARDSWISH) {
             po.kind = VX_POST_ACT;
             po.act = u->op == VX_OP_RELU        ? VX_ACT_RELU
                      : u->op == VX_OP_SIGMOID   ? VX_ACT_SIGMOID
@@ -602,13 +605,15 @@ static int split_conv_heads(vx_graph *g)
             int64_t wd[4] = {part, w->dims[1], w->dims[2], w->dims[3]}, bd[1] = {part};
             char name[512];
             snprintf(name, sizeof name, "%s/part%d", cv->name, k);
-            int wid = vx_graph_add_const(g, name, VX_DT_F32, 4, wd, (const float *)g->t[cv->in[1]].data + off * per);
+            int wid = vx_graph_add_const(g, name, VX_DT_F32, 4, wd,
+                                         (const float *)g->t[cv->in[1]].data + off * per);
             if (wid < 0)
                 return -1;
             int bid = -1;
             if (g->n[ci].n_in > 2 && g->n[ci].in[2] >= 0) {
                 snprintf(name, sizeof name, "%s/part%d/bias", g->n[ci].name, k);
-                bid = vx_graph_add_const(g, name, VX_DT_F32, 1, bd, (const float *)g->t[g->n[ci].in[2]].data + off);
+                bid = vx_graph_add_const(g, name, VX_DT_F32, 1, bd,
+                                         (const float *)g->t[g->n[ci].in[2]].data + off);
                 if (bid < 0)
                     return -1;
             }

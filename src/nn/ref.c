@@ -87,7 +87,8 @@ static void pool_ref(const vx_graph *g, const vx_node *n, const float *x, float 
 {
     const vx_pool_attr *p = &n->a.pool;
     const vx_tensor *ti = &g->t[n->in[0]], *to = &g->t[n->out[0]];
-    int64_t NC = ti->dims[0] * ti->dims[1], H = ti->dims[2], W = ti->dims[3], OH = to->dims[2], OW = to->dims[3];
+    int64_t NC = ti->dims[0] * ti->dims[1], H = ti->dims[2], W = ti->dims[3], OH = to->dims[2],
+            OW = to->dims[3];
     int is_max = n->op == VX_OP_MAXPOOL;
     for (int64_t c = 0; c < NC; c++)
         for (int64_t oy = 0; oy < OH; oy++)
@@ -167,7 +168,8 @@ static vx_err resize_ref(const vx_graph *g, const vx_node *n, const float *x, fl
 {
     const vx_resize_attr *r = &n->a.resize;
     const vx_tensor *ti = &g->t[n->in[0]], *to = &g->t[n->out[0]];
-    int64_t NC = ti->dims[0] * ti->dims[1], H = ti->dims[2], W = ti->dims[3], OH = to->dims[2], OW = to->dims[3];
+    int64_t NC = ti->dims[0] * ti->dims[1], H = ti->dims[2], W = ti->dims[3], OH = to->dims[2],
+            OW = to->dims[3];
     rs_tap *ty = malloc(sizeof(rs_tap) * (size_t)(OH + OW));
     if (!ty)
         return vx_fail(VX_ERR_NOMEM, "node '%s' (Resize): out of memory", n->name);
@@ -270,7 +272,10 @@ static void binary_ref(const vx_graph *g, const vx_node *n, const void *a, const
     }
 }
 
-static size_t esize(const vx_tensor *t) { return t->dtype == VX_DT_I64 ? 8 : 4; }
+static size_t esize(const vx_tensor *t)
+{
+    return t->dtype == VX_DT_I64 ? 8 : 4;
+}
 
 static void transpose_ref(const vx_graph *g, const vx_node *n, const void *x, void *y)
 {
@@ -320,8 +325,8 @@ static void concat_ref(const vx_graph *g, const vx_node *n, const void *const *i
         const vx_tensor *ti = &g->t[n->in[i]];
         int64_t len = ti->dims[ax] * inner;
         for (int64_t o = 0; o < outer; o++)
-            memcpy((char *)y + (size_t)(o * to->dims[ax] * inner + off) * es, (const char *)in[i] + (size_t)(o * len) * es,
-                   (size_t)len * es);
+            memcpy((char *)y + (size_t)(o * to->dims[ax] * inner + off) * es,
+                   (const char *)in[i] + (size_t)(o * len) * es, (size_t)len * es);
         off += len;
     }
 }
@@ -337,8 +342,8 @@ static void split_ref(const vx_graph *g, const vx_node *n, const void *x, void *
     for (int i = 0; i < n->n_out; i++) {
         int64_t len = n->a.split.sizes[i] * inner;
         for (int64_t o = 0; o < outer; o++)
-            memcpy((char *)out[i] + (size_t)(o * len) * es, (const char *)x + (size_t)(o * ti->dims[ax] * inner + off) * es,
-                   (size_t)len * es);
+            memcpy((char *)out[i] + (size_t)(o * len) * es,
+                   (const char *)x + (size_t)(o * ti->dims[ax] * inner + off) * es, (size_t)len * es);
         off += len;
     }
 }
@@ -379,7 +384,8 @@ static void pad_ref(const vx_graph *g, const vx_node *n, const void *x, void *y)
 
 static vx_err sparse_to_dense_ref(const vx_graph *g, const vx_node *n, const void *const *in, void *y)
 {
-    const vx_tensor *ti = &g->t[n->in[0]], *tv = &g->t[n->in[2]], *td = &g->t[n->in[3]], *to = &g->t[n->out[0]];
+    const vx_tensor *ti = &g->t[n->in[0]], *tv = &g->t[n->in[2]], *td = &g->t[n->in[3]],
+                    *to = &g->t[n->out[0]];
     size_t es = esize(to);
     int64_t total = vx_tensor_elems(to);
     for (int64_t i = 0; i < total; i++)
@@ -503,7 +509,8 @@ static void slice_ref(const vx_graph *g, const vx_node *n, const void *x, void *
             memcpy((char *)y + (size_t)i * es, (const char *)x + (size_t)off * es, (size_t)row * es);
         } else {
             for (int64_t j = 0; j < row; j++)
-                memcpy((char *)y + (size_t)(i + j) * es, (const char *)x + (size_t)(off + j * sp[r - 1]) * es, es);
+                memcpy((char *)y + (size_t)(i + j) * es, (const char *)x + (size_t)(off + j * sp[r - 1]) * es,
+                       es);
         }
         for (int k = r - 2; k >= 0; k--) {
             if (++idx[k] < to->dims[k])
@@ -524,10 +531,10 @@ static vx_err gather_ref(const vx_graph *g, const vx_node *n, const void *x, con
         for (int64_t k = 0; k < ni; k++) {
             int64_t v = ix[k] < 0 ? ix[k] + dim : ix[k];
             if (v < 0 || v >= dim)
-                return vx_fail(VX_ERR_FORMAT, "node '%s' (Gather): index %lld out of range for size %lld", n->name,
-                               (long long)ix[k], (long long)dim);
-            memcpy((char *)y + (size_t)((o * ni + k) * inner) * es, (const char *)x + (size_t)((o * dim + v) * inner) * es,
-                   (size_t)inner * es);
+                return vx_fail(VX_ERR_FORMAT, "node '%s' (Gather): index %lld out of range for size %lld",
+                               n->name, (long long)ix[k], (long long)dim);
+            memcpy((char *)y + (size_t)((o * ni + k) * inner) * es,
+                   (const char *)x + (size_t)((o * dim + v) * inner) * es, (size_t)inner * es);
         }
     return VX_OK;
 }
@@ -546,7 +553,10 @@ static void cast_ref(const vx_graph *g, const vx_node *n, const void *x, void *y
         /* Truncation toward zero like C; out-of-range and NaN saturate instead of being undefined. */
         for (int64_t i = 0; i < total; i++) {
             float v = ((const float *)x)[i];
-            ((int64_t *)y)[i] = v != v ? 0 : v >= 9.2e18f ? INT64_MAX : v <= -9.2e18f ? INT64_MIN : (int64_t)v;
+            ((int64_t *)y)[i] = v != v          ? 0
+                                : v >= 9.2e18f  ? INT64_MAX
+                                : v <= -9.2e18f ? INT64_MIN
+                                                : (int64_t)v;
         }
     }
 }
@@ -620,7 +630,9 @@ vx_err vx_ref_run_node(const vx_graph *g, const vx_node *n, const void *const *i
     case VX_OP_RELU:
     case VX_OP_LEAKY_RELU:
     case VX_OP_SIGMOID: {
-        vx_act a = n->op == VX_OP_RELU ? VX_ACT_RELU : n->op == VX_OP_SIGMOID ? VX_ACT_SIGMOID : VX_ACT_LEAKY_RELU;
+        vx_act a = n->op == VX_OP_RELU      ? VX_ACT_RELU
+                   : n->op == VX_OP_SIGMOID ? VX_ACT_SIGMOID
+                                            : VX_ACT_LEAKY_RELU;
         if (g->t[n->in[0]].dtype != VX_DT_F32)
             return vx_fail(VX_ERR_UNSUPPORTED, "node '%s': activation on integers", n->name);
         const float *x = in[0];

@@ -39,38 +39,18 @@ typedef struct {
 /* Never NULL: pointer arithmetic on a NULL base is undefined even for +0. */
 static const uint8_t no_weights[1];
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else { /* subnormal: renormalise */
-            exp = 127 - 15 + 1;
-            while (!(man & 0x400)) {
-                man <<= 1;
-                exp--;
-            }
-            man &= 0x3ff;
-            bits = sign | (exp << 23) | (man << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 static int b64val(int c)
 {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+' || c == '-')
+        return 62;
+    if (c == '/' || c == '_')
+        return 63;
     return -1;
 }
 
@@ -95,7 +75,10 @@ static void b64decode(const char *s, char *buf, size_t cap)
     buf[o] = 0;
 }
 
-static json_t *attr(json_t *node, const char *name) { return json_object_get(json_object_get(node, "attr"), name); }
+static json_t *attr(json_t *node, const char *name)
+{
+    return json_object_get(json_object_get(node, "attr"), name);
+}
 
 static const char *attr_str(json_t *node, const char *name, char *buf, size_t cap)
 {
@@ -196,8 +179,8 @@ static vx_err load_weights(tfjs_ctx *c)
             const char *dtype = json_string_value(json_object_get(w, "dtype"));
             json_t *shape = json_object_get(w, "shape");
             if (!name || !dtype || !json_is_array(shape) || json_array_size(shape) > VX_NN_MAX_RANK)
-                return vx_fail(VX_ERR_FORMAT, "%s: weight %zu: missing name/dtype/shape or rank > %d", c->path, wi,
-                               VX_NN_MAX_RANK);
+                return vx_fail(VX_ERR_FORMAT, "%s: weight %zu: missing name/dtype/shape or rank > %d",
+                               c->path, wi, VX_NN_MAX_RANK);
             int64_t dims[VX_NN_MAX_RANK], n = 1;
             int rank = (int)json_array_size(shape);
             for (int k = 0; k < rank; k++) {
@@ -213,22 +196,25 @@ static vx_err load_weights(tfjs_ctx *c)
             int is_float = !strcmp(dtype, "float32");
             int is_int = !strcmp(dtype, "int32") || !strcmp(dtype, "int64") || !strcmp(dtype, "bool");
             if (!is_float && !is_int)
-                return vx_fail(VX_ERR_UNSUPPORTED, "%s: weight '%s': dtype '%s' not supported", c->path, name, dtype);
+                return vx_fail(VX_ERR_UNSUPPORTED, "%s: weight '%s': dtype '%s' not supported", c->path, name,
+                               dtype);
             if (qd) {
                 if (!strcmp(qd, "float16") || !strcmp(qd, "uint16"))
                     esz = 2;
                 else if (!strcmp(qd, "uint8"))
                     esz = 1;
                 else
-                    return vx_fail(VX_ERR_UNSUPPORTED, "%s: weight '%s': quantization dtype '%s' not supported",
-                                   c->path, name, qd);
+                    return vx_fail(VX_ERR_UNSUPPORTED,
+                                   "%s: weight '%s': quantization dtype '%s' not supported", c->path, name,
+                                   qd);
             } else {
                 esz = !strcmp(dtype, "bool") ? 1 : !strcmp(dtype, "int64") ? 8 : 4;
             }
             size_t bytes = (size_t)n * esz;
             if (off > c->wlen || bytes > c->wlen - off)
-                return vx_fail(VX_ERR_FORMAT, "%s: weight '%s' needs %zu bytes at offset %zu, shards hold %zu",
-                               c->path, name, bytes, off, c->wlen);
+                return vx_fail(VX_ERR_FORMAT,
+                               "%s: weight '%s' needs %zu bytes at offset %zu, shards hold %zu", c->path,
+                               name, bytes, off, c->wlen);
             const uint8_t *src = c->w + off;
             off += bytes;
             /* Integers are stored as int64; quantised ones are decoded as floats first, in place. */
@@ -239,7 +225,7 @@ static vx_err load_weights(tfjs_ctx *c)
                 for (int64_t i = 0; i < n; i++) {
                     uint16_t h;
                     memcpy(&h, src + 2 * i, 2);
-                    ((float *)vals)[i] = half_to_float(h);
+                    ((float *)vals)[i] = vx_half_to_float(h);
                 }
             } else if (qd) {
                 double mn = json_number_value(json_object_get(q, "min"));
@@ -291,7 +277,10 @@ static int resolve(tfjs_ctx *c, const char *ref)
     return vx_strmap_get(c->names, buf, -1);
 }
 
-static const vx_tensor *const_input(tfjs_ctx *c, int id) { return id >= 0 && c->g->t[id].data ? &c->g->t[id] : NULL; }
+static const vx_tensor *const_input(tfjs_ctx *c, int id)
+{
+    return id >= 0 && c->g->t[id].data ? &c->g->t[id] : NULL;
+}
 
 static int64_t ci64(const vx_tensor *t, int64_t i)
 {
@@ -380,11 +369,11 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
             return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': more than 64 inputs", c->path, name);
         ins[n_in++] = id;
     }
-#define NEED(k)                                                                                                \
-    do {                                                                                                       \
-        if (n_in < (k))                                                                                        \
-            return vx_fail(VX_ERR_FORMAT, "%s: node '%s' (%s): needs %d inputs, has %d", c->path, name, op, (k), \
-                           n_in);                                                                              \
+#define NEED(k)                                                                                              \
+    do {                                                                                                     \
+        if (n_in < (k))                                                                                      \
+            return vx_fail(VX_ERR_FORMAT, "%s: node '%s' (%s): needs %d inputs, has %d", c->path, name, op,  \
+                           (k), n_in);                                                                       \
     } while (0)
 #define OOM() vx_fail(VX_ERR_NOMEM, "%s: out of memory", c->path)
     int result = -1, nid;
@@ -393,8 +382,9 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
         NEED(2);
         const vx_tensor *w = const_input(c, ins[1]);
         if (!w || w->rank != 4 || w->dtype != VX_DT_F32)
-            return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s' (%s): filter must be a constant 4-D float tensor",
-                           c->path, name, op);
+            return vx_fail(VX_ERR_UNSUPPORTED,
+                           "%s: node '%s' (%s): filter must be a constant 4-D float tensor", c->path, name,
+                           op);
         int depthwise = op[0] == 'D';
         int64_t kh = w->dims[0], kw = w->dims[1], ci = w->dims[2], co = w->dims[3];
         int64_t oc = depthwise ? ci * co : co, icg = depthwise ? 1 : ci;
@@ -518,7 +508,8 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
         if (simple != VX_OP_COUNT) {
             NEED(arity);
             if (simple == VX_OP_ADD && !strcmp(op, "BiasAdd") && !is_nhwc(node))
-                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': BiasAdd NCHW not supported", c->path, name);
+                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': BiasAdd NCHW not supported", c->path,
+                               name);
             nid = vx_graph_add_node(g, simple, name, ins, arity, 1);
             if (nid < 0)
                 return OOM();
@@ -531,14 +522,14 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
             NEED(2);
             const vx_tensor *p = const_input(c, ins[1]);
             if (!p || p->rank != 2 || p->dims[1] != 2 || p->dims[0] > VX_NN_MAX_RANK)
-                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': paddings must be a constant [rank,2]", c->path,
-                               name);
+                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': paddings must be a constant [rank,2]",
+                               c->path, name);
             float value = 0;
             if (op[3] == 'V' && n_in >= 3) {
                 const vx_tensor *v = const_input(c, ins[2]);
                 if (!v || vx_tensor_elems(v) != 1)
-                    return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': constant_values must be a scalar constant",
-                                   c->path, name);
+                    return vx_fail(VX_ERR_UNSUPPORTED,
+                                   "%s: node '%s': constant_values must be a scalar constant", c->path, name);
                 value = v->dtype == VX_DT_F32 ? ((float *)v->data)[0] : (float)((int64_t *)v->data)[0];
             }
             nid = vx_graph_add_node(g, VX_OP_PAD, name, ins, 1, 1);
@@ -555,7 +546,8 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
             NEED(2);
             const vx_tensor *p = const_input(c, ins[1]);
             if (!p || p->rank != 1 || p->dims[0] > VX_NN_MAX_RANK)
-                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': perm must be a constant vector", c->path, name);
+                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': perm must be a constant vector", c->path,
+                               name);
             nid = vx_graph_add_node(g, VX_OP_TRANSPOSE, name, ins, 1, 1);
             if (nid < 0)
                 return OOM();
@@ -570,7 +562,8 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
             NEED(2);
             const vx_tensor *ax = const_input(c, ins[n_in - 1]);
             if (!ax || vx_tensor_elems(ax) != 1)
-                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': axis must be a constant scalar", c->path, name);
+                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': axis must be a constant scalar", c->path,
+                               name);
             int64_t axis = ci64(ax, 0);
             if (axis < -VX_NN_MAX_RANK || axis >= VX_NN_MAX_RANK)
                 return vx_fail(VX_ERR_FORMAT, "%s: node '%s': axis %lld out of range", c->path, name,
@@ -592,8 +585,8 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
             json_t *num = json_object_get(attr(node, "num_split"), "i");
             if (!json_to_i64(num, &ns) || ns <= 0 || ns > 16 || !ax || vx_tensor_elems(ax) != 1 ||
                 (v && (!sz || vx_tensor_elems(sz) != ns)))
-                return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': split needs constant sizes/axis, 1..16 parts",
-                               c->path, name);
+                return vx_fail(VX_ERR_UNSUPPORTED,
+                               "%s: node '%s': split needs constant sizes/axis, 1..16 parts", c->path, name);
             int64_t axis = ci64(ax, 0);
             if (axis < -VX_NN_MAX_RANK || axis >= VX_NN_MAX_RANK)
                 return vx_fail(VX_ERR_FORMAT, "%s: node '%s': axis %lld out of range", c->path, name,
@@ -632,8 +625,8 @@ static vx_err map_node(tfjs_ctx *c, json_t *node, const char *name, const char *
                 return OOM();
             result = g->n[nid].out[0];
         } else {
-            return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': TensorFlow.js operator '%s' is not supported", c->path,
-                           name, op);
+            return vx_fail(VX_ERR_UNSUPPORTED, "%s: node '%s': TensorFlow.js operator '%s' is not supported",
+                           c->path, name, op);
         }
     }
     if (!vx_strmap_put(c->names, name, result))
@@ -833,8 +826,8 @@ static vx_err load_model(tfjs_ctx *c, const char *text, size_t len, vx_graph **o
     json_error_t jerr;
     c->root = json_loadb(text, len, 0, &jerr);
     if (!c->root)
-        return vx_fail(VX_ERR_FORMAT, "%s: not valid JSON (line %d, column %d: %s)", path, jerr.line, jerr.column,
-                       jerr.text);
+        return vx_fail(VX_ERR_FORMAT, "%s: not valid JSON (line %d, column %d: %s)", path, jerr.line,
+                       jerr.column, jerr.text);
     const char *fmt = json_string_value(json_object_get(c->root, "format"));
     if (!json_is_object(c->root) || (fmt && strcmp(fmt, "graph-model"))) {
         /* fmt lives in the tree: format the message before freeing it. */
