@@ -46,7 +46,8 @@ int vx_nn_dnnl_available(const char **why);
  * def[k] to step last[k] inclusive and needs bytes[k]; tensors with
  * bytes[k] == 0 are skipped.  Writes a byte offset per tensor (aligned to
  * `align`) and returns the arena size. */
-size_t vx_plan_memory(int n, const size_t *bytes, const int *def, const int *last, size_t align, size_t *offset);
+size_t vx_plan_memory(int n, const size_t *bytes, const int *def, const int *last, size_t align,
+                      size_t *offset);
 
 /* Step (node index) of the last read of every tensor; graph outputs count as
  * read at step nn.  last[] has g->nt entries, -1 for unread tensors. */

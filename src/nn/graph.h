@@ -43,12 +43,12 @@ typedef enum { VX_DT_F32 = 0, VX_DT_I64 = 1 } vx_dtype;
 typedef struct {
     char *name;
     vx_dtype dtype;
-    int rank;           /* -1 while unknown */
+    int rank; /* -1 while unknown */
     int64_t dims[VX_NN_MAX_RANK];
-    void *data;         /* constant payload (float or int64), NULL for activations */
-    int producer;       /* node index, -1 for inputs and constants */
-    int graph_input;    /* index into graph inputs or -1 */
-    int graph_output;   /* index into graph outputs or -1 */
+    void *data;       /* constant payload (float or int64), NULL for activations */
+    int producer;     /* node index, -1 for inputs and constants */
+    int graph_input;  /* index into graph inputs or -1 */
+    int graph_output; /* index into graph outputs or -1 */
 } vx_tensor;
 
 typedef enum {
@@ -76,11 +76,11 @@ typedef enum {
     VX_OP_HARDSIGMOID, /* clamp(alpha * x + beta, 0, 1) */
     VX_OP_CLIP,        /* clamp(x, lo, hi) */
     VX_OP_SOFTMAX,
-    VX_OP_MATMUL,      /* numpy matmul, batch dims broadcast */
+    VX_OP_MATMUL, /* numpy matmul, batch dims broadcast */
     VX_OP_SLICE,
-    VX_OP_GATHER,      /* indices: input 1, int64 */
+    VX_OP_GATHER, /* indices: input 1, int64 */
     VX_OP_CAST,
-    VX_OP_POW,         /* broadcasting like Add */
+    VX_OP_POW, /* broadcasting like Add */
     VX_OP_FLOOR,
     VX_OP_CEIL,
     VX_OP_COUNT
@@ -112,7 +112,7 @@ typedef enum { VX_PAD_EXPLICIT = 0, VX_PAD_SAME_UPPER, VX_PAD_SAME_LOWER, VX_PAD
 
 typedef struct {
     int kh, kw, sh, sw, dh, dw;
-    int pt, pl, pb, pr;     /* resolved by shape inference for SAME modes */
+    int pt, pl, pb, pr; /* resolved by shape inference for SAME modes */
     vx_pad_mode pad_mode;
     int groups;
     int n_post;
@@ -128,9 +128,9 @@ typedef struct {
 
 typedef enum { VX_RESIZE_NEAREST = 0, VX_RESIZE_LINEAR } vx_resize_mode;
 typedef enum {
-    VX_COORD_HALF_PIXEL = 0,   /* (x + 0.5) / scale - 0.5 */
-    VX_COORD_ALIGN_CORNERS,    /* x * (in - 1) / (out - 1) */
-    VX_COORD_ASYMMETRIC,       /* x / scale */
+    VX_COORD_HALF_PIXEL = 0, /* (x + 0.5) / scale - 0.5 */
+    VX_COORD_ALIGN_CORNERS,  /* x * (in - 1) / (out - 1) */
+    VX_COORD_ASYMMETRIC,     /* x / scale */
     VX_COORD_PYTORCH_HALF_PIXEL,
     VX_COORD_TF_HALF_PIXEL_FOR_NN, /* (x + 0.5) / scale */
 } vx_coord_mode;
@@ -157,28 +157,56 @@ typedef struct {
     vx_op op;
     char *name;
     int n_in, n_out;
-    int *in;  /* tensor indices, -1 for an absent optional input */
+    int *in; /* tensor indices, -1 for an absent optional input */
     int *out;
     int dead;
     union {
         vx_conv_attr conv;
         vx_pool_attr pool;
         vx_resize_attr resize;
-        struct { float alpha; } leaky;
-        struct { int axis; } concat;
-        struct { int axis; int n; int64_t *sizes; } split; /* sizes owned */
-        struct { int perm[VX_NN_MAX_RANK]; } transpose;
-        struct { int64_t begin[VX_NN_MAX_RANK], end[VX_NN_MAX_RANK]; float value; } pad;
-        struct { int allowzero; } reshape; /* target shape is input 1 */
-        struct { float alpha, beta; } hard; /* HardSigmoid */
-        struct { float lo, hi; } clip;
+        struct {
+            float alpha;
+        } leaky;
+        struct {
+            int axis;
+        } concat;
+        struct {
+            int axis;
+            int n;
+            int64_t *sizes;
+        } split; /* sizes owned */
+        struct {
+            int perm[VX_NN_MAX_RANK];
+        } transpose;
+        struct {
+            int64_t begin[VX_NN_MAX_RANK], end[VX_NN_MAX_RANK];
+            float value;
+        } pad;
+        struct {
+            int allowzero;
+        } reshape; /* target shape is input 1 */
+        struct {
+            float alpha, beta;
+        } hard; /* HardSigmoid */
+        struct {
+            float lo, hi;
+        } clip;
         /* flat: ONNX before opset 13, one softmax over all dims from axis on */
-        struct { int axis; int flat; } softmax;
+        struct {
+            int axis;
+            int flat;
+        } softmax;
         /* Per input dim, normalised for its size: start in [0, dim) (or
          * [0, dim] for an empty slice), end as in Python's range, step != 0. */
-        struct { int64_t start[VX_NN_MAX_RANK], end[VX_NN_MAX_RANK], step[VX_NN_MAX_RANK]; } slice;
-        struct { int axis; } gather;
-        struct { vx_dtype to; } cast;
+        struct {
+            int64_t start[VX_NN_MAX_RANK], end[VX_NN_MAX_RANK], step[VX_NN_MAX_RANK];
+        } slice;
+        struct {
+            int axis;
+        } gather;
+        struct {
+            vx_dtype to;
+        } cast;
     } a;
 } vx_node;
 
@@ -191,7 +219,7 @@ typedef struct {
     int *outputs, n_outputs; /* tensor indices */
     char **out_names;        /* the model's names for its outputs (stable across rewrites) */
     char format[16];
-    int opset;               /* ONNX default-domain opset, 0 for other formats */
+    int opset; /* ONNX default-domain opset, 0 for other formats */
     /* Model metadata (ONNX metadata_props): n_meta key/value strings, owned. */
     char **meta_keys, **meta_values;
     int n_meta;

@@ -46,12 +46,12 @@ typedef struct {
 } vx_nn_tensor_info;
 
 typedef struct {
-    const char *format;  /* "tfjs", "onnx" */
-    int nodes;           /* nodes after optimisation */
-    int convs;           /* convolutions */
-    int64_t params;      /* number of weight values */
-    double flops;        /* 2 * MACs of convolutions and matmuls, one image */
-    int opset;           /* ONNX default-domain opset, 0 for other formats */
+    const char *format; /* "tfjs", "onnx" */
+    int nodes;          /* nodes after optimisation */
+    int convs;          /* convolutions */
+    int64_t params;     /* number of weight values */
+    double flops;       /* 2 * MACs of convolutions and matmuls, one image */
+    int opset;          /* ONNX default-domain opset, 0 for other formats */
 } vx_nn_model_stats;
 
 typedef struct {
@@ -71,7 +71,8 @@ vx_err vx_nn_model_load_tfjs_mem(const char *json, size_t json_len, const uint8_
                                  size_t weights_len, const vx_nn_load_opts *opts, vx_nn_model **out);
 /* Loads an ONNX model from memory (external-data tensors are refused: there
  * is no folder to read them from).  Messages name the model "<memory>". */
-vx_err vx_nn_model_load_onnx_mem(const uint8_t *data, size_t len, const vx_nn_load_opts *opts, vx_nn_model **out);
+vx_err vx_nn_model_load_onnx_mem(const uint8_t *data, size_t len, const vx_nn_load_opts *opts,
+                                 vx_nn_model **out);
 void vx_nn_model_destroy(vx_nn_model *model);
 
 int vx_nn_model_input_count(const vx_nn_model *model);
