@@ -11,6 +11,7 @@
  * cycle instead of hitting malloc for megabytes per frame.  The pool is
  * ref-counted by FFmpeg, so converted frames may outlive the converter.
  */
+#include "video/video_internal.h"
 #include "video/vx_video.h"
 
 #include <libavutil/buffer.h>
@@ -93,20 +94,6 @@ void vx_video_converter_destroy(vx_video_converter *conv)
     free(conv);
 }
 
-/* Maps the deprecated full-range YUVJ formats to their plain twins; the
- * range is carried separately (swscale warns about YUVJ otherwise). */
-static enum AVPixelFormat unjpeg(enum AVPixelFormat fmt, int *full_range)
-{
-    switch (fmt) {
-    case AV_PIX_FMT_YUVJ420P: *full_range = 1; return AV_PIX_FMT_YUV420P;
-    case AV_PIX_FMT_YUVJ422P: *full_range = 1; return AV_PIX_FMT_YUV422P;
-    case AV_PIX_FMT_YUVJ444P: *full_range = 1; return AV_PIX_FMT_YUV444P;
-    case AV_PIX_FMT_YUVJ440P: *full_range = 1; return AV_PIX_FMT_YUV440P;
-    case AV_PIX_FMT_YUVJ411P: *full_range = 1; return AV_PIX_FMT_YUV411P;
-    default: return fmt;
-    }
-}
-
 static vx_err setup_sws(vx_video_converter *conv, enum AVPixelFormat src, enum AVPixelFormat dst, int w,
                         int h, int full_range)
 {
@@ -148,7 +135,7 @@ vx_err vx_video_converter_convert(vx_video_converter *conv, const AVFrame *in, A
     vx_clear_error();
 
     int full_range = in->color_range == AVCOL_RANGE_JPEG;
-    enum AVPixelFormat src = unjpeg((enum AVPixelFormat)in->format, &full_range);
+    enum AVPixelFormat src = vx_video_unjpeg_format((enum AVPixelFormat)in->format, &full_range);
     const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(src);
     if (!desc || !sws_isSupportedInput(src))
         return vx_fail(VX_ERR_UNSUPPORTED, "video frame: pixel format %s cannot be converted",

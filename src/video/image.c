@@ -13,6 +13,7 @@
  * The decoded frame, whatever its pixel format (YUVJ, PAL8, GRAY, RGBA,
  * 16-bit...), is converted once by libswscale into one owned RGB24 buffer.
  */
+#include "video/video_internal.h"
 #include "video/vx_image.h"
 
 #include <libavcodec/avcodec.h>
@@ -49,10 +50,7 @@ static int is_image_demuxer(const char *name)
     return !strcmp(name, "image2") || !strcmp(name, "gif") || !strcmp(name, "apng");
 }
 
-/* The deprecated full-range YUVJ formats still come out of the JPEG decoder;
- * map them to plain YUV and tell swscale about the range instead, which is
- * what swscale would do itself after logging a warning. */
-static enum AVPixelFormat unjpeg_format(enum AVPixelFormat fmt, int *full_range)
+enum AVPixelFormat vx_video_unjpeg_format(enum AVPixelFormat fmt, int *full_range)
 {
     switch (fmt) {
     case AV_PIX_FMT_YUVJ420P: *full_range = 1; return AV_PIX_FMT_YUV420P;
@@ -84,7 +82,7 @@ static vx_err convert_frame(const char *path, const AVFrame *frame, vx_image_buf
         return size_error(path, w, h);
 
     int full_range = frame->color_range == AVCOL_RANGE_JPEG;
-    enum AVPixelFormat src_fmt = unjpeg_format((enum AVPixelFormat)frame->format, &full_range);
+    enum AVPixelFormat src_fmt = vx_video_unjpeg_format((enum AVPixelFormat)frame->format, &full_range);
     if (!sws_isSupportedInput(src_fmt)) {
         const char *name = av_get_pix_fmt_name(src_fmt);
         return vx_fail(VX_ERR_UNSUPPORTED, "%s: pixel format %s cannot be converted to RGB", path,
