@@ -49,6 +49,10 @@ typedef struct {
     int producer;     /* node index, -1 for inputs and constants */
     int graph_input;  /* index into graph inputs or -1 */
     int graph_output; /* index into graph outputs or -1 */
+    /* INT8: calibrated range of this activation (symmetric: max |x| the
+     * calibrator chose; 0 when not calibrated).  Set by the calibrator
+     * (quant.c), stored in engine files, read by the cpu backend. */
+    float amax;
 } vx_tensor;
 
 typedef enum {
@@ -160,6 +164,7 @@ typedef struct {
     int *in; /* tensor indices, -1 for an absent optional input */
     int *out;
     int dead;
+    int keep_fp32; /* INT8: the sensitivity check left this node in FP32 */
     union {
         vx_conv_attr conv;
         vx_pool_attr pool;

@@ -97,6 +97,7 @@ void vx_nn_model_dump(const vx_nn_model *model, void *file /* FILE* */);
 typedef enum {
     VX_NN_FP32 = 0,
     VX_NN_BF16 = 1,
+    VX_NN_INT8 = 2, /* needs a calibrated model (vx_nn_model_is_calibrated) */
 } vx_nn_precision;
 
 typedef struct {
@@ -138,5 +139,25 @@ void vx_nn_engine_get_stats(const vx_nn_engine *engine, vx_nn_engine_stats *stat
 
 /* One line on what the engine runs ("cpu: oneDNN 2.6.3, avx512_core_bf16, 2 threads"). */
 const char *vx_nn_engine_describe(const vx_nn_engine *engine);
+
+/* INT8 calibration (quant.c).  Feed FP32 runs of representative inputs;
+ * finish() chooses a range per activation (entropy/KL like TensorRT's
+ * calibrator by default, or a percentile, or min/max) and stores it in the
+ * model, which must not be shared with running engines meanwhile. */
+typedef enum {
+    VX_CALIB_ENTROPY = 0,
+    VX_CALIB_PERCENTILE = 1,
+    VX_CALIB_MINMAX = 2,
+} vx_nn_calib_method;
+
+typedef struct vx_nn_calibrator vx_nn_calibrator;
+vx_err vx_nn_calibrator_create(const vx_nn_model *model, vx_nn_calib_method method, double percentile,
+                               vx_nn_calibrator **out);
+/* One sample: a dense float32 buffer per model input. */
+vx_err vx_nn_calibrator_add(vx_nn_calibrator *c, const float *const *inputs);
+int vx_nn_calibrator_samples(const vx_nn_calibrator *c);
+vx_err vx_nn_calibrator_finish(vx_nn_calibrator *c, vx_nn_model *model);
+void vx_nn_calibrator_destroy(vx_nn_calibrator *c);
+int vx_nn_model_is_calibrated(const vx_nn_model *model);
 
 #endif
