@@ -253,6 +253,7 @@ const char *vx_nn_precision_name(vx_nn_precision p)
     switch (p) {
     case VX_NN_FP32: return "FP32";
     case VX_NN_BF16: return "BF16";
+    case VX_NN_INT8: return "INT8";
     }
     return "?";
 }
@@ -263,8 +264,10 @@ vx_err vx_nn_precision_parse(const char *name, vx_nn_precision *out)
         *out = VX_NN_FP32;
     else if (!strcasecmp(name, "bf16"))
         *out = VX_NN_BF16;
+    else if (!strcasecmp(name, "int8"))
+        *out = VX_NN_INT8;
     else
-        return vx_fail(VX_ERR_INVALID, "unknown precision '%s' (expected fp32 or bf16)", name);
+        return vx_fail(VX_ERR_INVALID, "unknown precision '%s' (expected fp32, bf16 or int8)", name);
     return VX_OK;
 }
 
