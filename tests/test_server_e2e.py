@@ -666,6 +666,88 @@ def test_mjpeg(ctx):
     assert metric(m, "verolux_jpeg_frames_total", ctx.vtest) >= 6
 
 
+def iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def gate_results(ws, count, size):
+    """`count` (detections, gate_check) pairs at frame size `size`; earlier
+    ones (a substream pipeline before the main stream's first frame) are
+    skipped."""
+    out, skipped = [], 0
+    while len(out) < count:
+        msg = ws.recv_json()
+        if msg["type"] != "detections":
+            continue
+        gate = ws.recv_json()
+        assert gate["type"] == "gate_check", gate
+        if msg["frame_size"] != size:
+            skipped += 1
+            assert skipped < 50, f"frame_size stays {msg['frame_size']}, expected {size}"
+            continue
+        check_detections(msg, *size)
+        out.append((msg, gate))
+    return out
+
+
+def test_dual_stream(ctx):
+    """One still scene at 1536x1152 with a 384x288 substream: detection on the
+    substream, on a SUBSTREAM_SCALE copy and at full resolution finds the same
+    people, boxes in full-resolution coordinates; /health shows what each
+    detected on."""
+    port = ctx.srv.port
+    full_size = [1536, 1152]
+    runs = {}
+    for name, query, dual in (("full", "source=still&use_substream=false", False),
+                              ("substream", "source=still&use_substream=true", True),
+                              ("scaled", "source=plain", True)):
+        ws = WS(port, "/ws/gate-check?" + query, timeout=30)
+        info = ws.recv_json()
+        assert info["type"] == "connection_info", info
+        results = gate_results(ws, 4, full_size)
+        for msg, gate in results:
+            assert gate["optimizations"]["dual_stream"] is dual, (name, gate["optimizations"])
+        runs[name] = results[-1][0]["detections"]
+        if name != "full":
+            # Still connected: the pipeline shows in /health.
+            h = json.loads(http_get(port, "/health")[2])
+            runs[name + "_health"] = [s for s in h["sources"] if s["source"] in ("still", "plain")]
+        else:
+            h = json.loads(http_get(port, "/health")[2])
+            runs["full_health"] = [s for s in h["sources"] if s["source"] == "still"]
+        ws.close()
+
+    # What each pipeline detected on.
+    sizes = {(s["source"], tuple(s["detection_size"])) for k in ("full_health", "substream_health", "scaled_health")
+             for s in runs[k]}
+    scaled = (round(1536 * 0.6), round(1152 * 0.6))
+    for want in (("still", (1536, 1152)), ("still", (384, 288)), ("plain", scaled)):
+        assert want in sizes, (want, sizes)
+    for s in runs["full_health"] + runs["substream_health"] + runs["scaled_health"]:
+        assert s["frame_size"] == full_size, s
+
+    ref = [d for d in runs["full"] if d["cls"] == "person"]
+    assert len(ref) >= 3, f"only {len(ref)} persons at full resolution: {runs['full']}"
+    for name in ("substream", "scaled"):
+        got = [d for d in runs[name] if d["cls"] == "person"]
+        worst, errs = 1.0, []
+        for r in (d for d in ref if d["conf"] >= 0.5):
+            best = max(got, key=lambda d: iou(d["bbox"], r["bbox"]), default=None)
+            assert best is not None, f"{name}: no persons at all"
+            v = iou(best["bbox"], r["bbox"])
+            worst = min(worst, v)
+            # Corner error in full-resolution pixels.
+            errs += [abs(a - b) * full_size[i % 2] for i, (a, b) in enumerate(zip(best["bbox"], r["bbox"]))]
+            assert v >= 0.7, f"{name}: person {r} best match {best} IoU {v:.2f}"
+        assert abs(len(got) - len(ref)) <= max(1, len(ref) // 4), (name, len(got), len(ref))
+        ctx.note(f"{name}: {len(got)} persons vs {len(ref)} at full resolution, worst IoU {worst:.2f}, "
+                 f"median corner error {sorted(errs)[len(errs) // 2]:.1f} px of 1536x1152")
+
+
 def test_slow_clients(ctx):
     """Clients that never read lose their oldest messages; others keep the pace."""
     port = ctx.srv.port
@@ -814,13 +896,27 @@ def main():
     with open(os.path.join(media, "corrupt.avi"), "wb") as f:
         f.write(data[:300000] + noise + data[350000:])
     os.symlink("/etc/hostname", os.path.join(media, "escape.avi"))
+    # Dual stream: one frame of vtest.avi (6 s in, several people) as a
+    # 3 s still video at 1536x1152 (the main stream) and 384x288 (its
+    # substream), intra-only so that every frame is the same picture.
+    if not shutil.which("ffmpeg"):
+        print("FAIL: ffmpeg (the command) missing: run scripts/setup", flush=True)
+        return 1
+    still = os.path.join(media, "still.png")
+    for args in (["-ss", "6", "-i", vtest, "-frames:v", "1", still],
+                 ["-loop", "1", "-framerate", "10", "-t", "3", "-i", still, "-vf", "scale=1536:1152", "-c:v", "mjpeg",
+                  "-q:v", "2", os.path.join(media, "still-main.avi")],
+                 ["-loop", "1", "-framerate", "10", "-t", "3", "-i", still, "-vf", "scale=384:288", "-c:v", "mjpeg",
+                  "-q:v", "2", os.path.join(media, "still-sub.avi")]):
+        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", *args], check=True, timeout=120)
 
     ctx = Ctx()
     ctx.vtest = vtest
     failures = []
     tests = [test_http_endpoints, test_ws_detections, test_ws_gate_check, test_heartbeat,
              test_same_file_shares_pipeline, test_twenty_clients_one_pipeline, test_refused_sources,
-             test_unopenable_sources, test_damaged_files, test_malformed_queries, test_client_messages, test_mjpeg, test_slow_clients,
+             test_unopenable_sources, test_damaged_files, test_malformed_queries, test_client_messages, test_mjpeg,
+             test_dual_stream, test_slow_clients,
              test_connect_cycles]
     srv = None
     try:
@@ -833,7 +929,10 @@ def main():
                 failures.append("test_cli")
                 print("FAIL test_cli\n" + traceback.format_exc(), flush=True)
         srv = Server(binary, ["--media-dir", os.path.dirname(vtest), "--media-dir", media, "--heartbeat", "1",
-                              "--idle-stop", "0.5", "--client-queue", "4"],
+                              "--idle-stop", "0.5", "--client-queue", "4",
+                              "--camera", "still=" + os.path.join(media, "still-main.avi"),
+                              "--camera-substream", "still=" + os.path.join(media, "still-sub.avi"),
+                              "--camera", "plain=file:" + os.path.join(media, "still-main.avi")],
                      env={"VIDEO_SOURCE": vtest, "DEVICE": "cpu"})
         ctx.srv = srv
         for t in tests:

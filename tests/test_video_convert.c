@@ -274,6 +274,151 @@ static void test_convert_refuses(void **state)
     vx_video_converter_destroy(NULL);
 }
 
+/* SUBSTREAM_SCALE sizes: the scale, floored at what the letterbox keeps. */
+static void test_scaled_size(void **state)
+{
+    (void)state;
+    static const struct {
+        int w, h;
+        double scale;
+        int fit_w, fit_h, want_w, want_h;
+    } cases[] = {
+        {1920, 1080, 0.6, 416, 416, 1152, 648}, /* the spec's 1080p -> 648p */
+        {1280, 720, 0.6, 416, 416, 768, 432},   /* 720p -> 432p */
+        {768, 576, 0.6, 416, 416, 461, 346},    /* vtest.avi */
+        {768, 576, 0.3, 416, 416, 416, 312},    /* floored at the letterbox's 416x312 */
+        {768, 576, 0.3, 0, 0, 230, 173},        /* no floor */
+        {320, 240, 0.6, 416, 416, 320, 240},    /* smaller than the network: no copy */
+        {1920, 1080, 1.0, 416, 416, 1920, 1080}, {1, 1, 0.05, 0, 0, 1, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int w, h;
+        vx_video_scaled_size(cases[i].w, cases[i].h, cases[i].scale, cases[i].fit_w, cases[i].fit_h, &w, &h);
+        if (w != cases[i].want_w || h != cases[i].want_h)
+            fail_msg("%dx%d at %g (fit %dx%d): %dx%d, expected %dx%d", cases[i].w, cases[i].h, cases[i].scale,
+                     cases[i].fit_w, cases[i].fit_h, w, h, cases[i].want_w, cases[i].want_h);
+    }
+}
+
+/* Columns of row y of a BGR24 image whose channel c exceeds 127. */
+static void bright_span(const vx_image *img, int y, int c, int *first, int *last)
+{
+    *first = -1;
+    *last = -1;
+    for (int x = 0; x < img->width; x++)
+        if (img->planes[0][(size_t)y * (size_t)img->strides[0] + (size_t)x * 3 + (size_t)c] > 127) {
+            if (*first < 0)
+                *first = x;
+            *last = x;
+        }
+}
+
+static void expect_bgr(const vx_image *img, int x, int y, int b, int g, int r, int tol)
+{
+    const uint8_t *px = img->planes[0] + (size_t)y * (size_t)img->strides[0] + (size_t)x * 3;
+    if (abs(px[0] - b) > tol || abs(px[1] - g) > tol || abs(px[2] - r) > tol)
+        fail_msg("(%d,%d) = B%d G%d R%d, expected B%d G%d R%d", x, y, px[0], px[1], px[2], b, g, r);
+}
+
+/* A 200x100 frame, black with a 40x40 block at (100, 40) in every input
+ * format, scaled by 0.6: the block lands at (60, 24)-(84, 48) in BGR, in
+ * its colour, and the input is untouched. */
+static void test_scaler(void **state)
+{
+    (void)state;
+    const int w = 200, h = 100, bx = 100, by = 40, bs = 40, ow = 120, oh = 60;
+    vx_video_scaler *sc;
+    assert_int_equal(vx_video_scaler_create(&sc), VX_OK);
+    for (int kind = 0; kind < 4; kind++) {
+        /* red in BT.601 limited range: Y 81, U 90, V 240 */
+        AVFrame *f = make_frame(kind == 0   ? AV_PIX_FMT_YUV420P
+                                : kind == 1 ? AV_PIX_FMT_NV12
+                                : kind == 2 ? AV_PIX_FMT_RGB24
+                                            : AV_PIX_FMT_BGR24,
+                                w, h);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                int in = x >= bx && x < bx + bs && y >= by && y < by + bs;
+                uint8_t *row0 = f->data[0] + (size_t)y * (size_t)f->linesize[0];
+                if (kind == 0 || kind == 1) {
+                    row0[x] = in ? 81 : 16;
+                    if (y % 2 || x % 2)
+                        continue;
+                    uint8_t u = in ? 90 : 128, v = in ? 240 : 128;
+                    if (kind == 0) {
+                        f->data[1][(size_t)(y / 2) * (size_t)f->linesize[1] + (size_t)(x / 2)] = u;
+                        f->data[2][(size_t)(y / 2) * (size_t)f->linesize[2] + (size_t)(x / 2)] = v;
+                    } else {
+                        uint8_t *uv = f->data[1] + (size_t)(y / 2) * (size_t)f->linesize[1] + (size_t)x;
+                        uv[0] = u;
+                        uv[1] = v;
+                    }
+                } else {
+                    uint8_t *px = row0 + (size_t)x * 3;
+                    px[kind == 2 ? 0 : 2] = in ? 255 : 0; /* red */
+                    px[1] = 0;
+                    px[kind == 2 ? 2 : 0] = 0;
+                }
+            }
+        vx_image in, out;
+        assert_int_equal(vx_video_avframe_view(f, &in), VX_OK);
+        if (vx_video_scaler_scale(sc, &in, ow, oh, &out) != VX_OK)
+            fail_msg("kind %d: %s", kind, vx_last_error());
+        assert_int_equal(out.format, VX_PIX_BGR24);
+        assert_int_equal(out.width, ow);
+        assert_int_equal(out.height, oh);
+        assert_true(out.strides[0] >= ow * 3);
+        expect_bgr(&out, 72, 36, 0, 0, 255, 12); /* the block's centre: red */
+        expect_bgr(&out, 10, 10, 0, 0, 0, 12);   /* background: black */
+        expect_bgr(&out, 110, 55, 0, 0, 0, 12);
+        int first, last;
+        bright_span(&out, 36, 2, &first, &last);
+        if (abs(first - 60) > 1 || abs(last - 83) > 1)
+            fail_msg("kind %d: red from x %d to %d, expected 60 to 83", kind, first, last);
+        /* Vertically too: column 72. */
+        int top = -1, bottom = -1;
+        for (int y = 0; y < oh; y++)
+            if (out.planes[0][(size_t)y * (size_t)out.strides[0] + 72 * 3 + 2] > 127) {
+                if (top < 0)
+                    top = y;
+                bottom = y;
+            }
+        if (abs(top - 24) > 1 || abs(bottom - 47) > 1)
+            fail_msg("kind %d: red from y %d to %d, expected 24 to 47", kind, top, bottom);
+        av_frame_free(&f);
+    }
+    vx_video_scaler_destroy(sc);
+    vx_video_scaler_destroy(NULL);
+}
+
+static void test_scaler_refuses(void **state)
+{
+    (void)state;
+    vx_video_scaler *sc;
+    assert_int_equal(vx_video_scaler_create(&sc), VX_OK);
+    AVFrame *f = make_frame(AV_PIX_FMT_YUV420P, 64, 32);
+    fill_planes(f, (const int[]){16, 128, 128}, 3, (const int[]){32, 16, 16});
+    vx_image in, out;
+    assert_int_equal(vx_video_avframe_view(f, &in), VX_OK);
+    /* A copy is never larger than its frame, nor empty. */
+    assert_int_equal(vx_video_scaler_scale(sc, &in, 65, 32, &out), VX_ERR_INVALID);
+    assert_non_null(strstr(vx_last_error(), "65x32"));
+    assert_int_equal(vx_video_scaler_scale(sc, &in, 0, 10, &out), VX_ERR_INVALID);
+    vx_image bad = in;
+    bad.planes[2] = NULL;
+    assert_int_equal(vx_video_scaler_scale(sc, &bad, 32, 16, &out), VX_ERR_INVALID);
+    bad = in;
+    bad.format = (vx_pixfmt)99;
+    assert_int_equal(vx_video_scaler_scale(sc, &bad, 32, 16, &out), VX_ERR_INVALID);
+    assert_null(out.planes[0]);
+    /* Still usable after refusals, also at another size. */
+    assert_int_equal(vx_video_scaler_scale(sc, &in, 32, 16, &out), VX_OK);
+    assert_int_equal(vx_video_scaler_scale(sc, &in, 64, 32, &out), VX_OK);
+    expect_bgr(&out, 63, 31, 0, 0, 0, 2);
+    av_frame_free(&f);
+    vx_video_scaler_destroy(sc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -284,6 +429,9 @@ int main(void)
         cmocka_unit_test(test_convert_rgb_like),
         cmocka_unit_test(test_convert_pool),
         cmocka_unit_test(test_convert_refuses),
+        cmocka_unit_test(test_scaled_size),
+        cmocka_unit_test(test_scaler),
+        cmocka_unit_test(test_scaler_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

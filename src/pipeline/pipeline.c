@@ -38,6 +38,7 @@ struct vx_pipeline {
     vx_source_resolved src;
     char key[VX_SOURCE_KEY_MAX + 8];
     int use_sub; /* detection on the camera's substream */
+    int scaled;  /* else detection on a SUBSTREAM_SCALE copy of the frame (0: on the frame) */
     vx_video_source *video;
     vx_fanout *fanout;
     pthread_t thread;
@@ -172,6 +173,7 @@ static void on_video_event(void *user, vx_video_source *src, vx_video_event even
         publish_error(p, text);
 }
 
+/* The part of the network input the letterbox fills with a w x h picture. */
 static void det_size(const vx_detector *det, int w, int h, int *dw, int *dh)
 {
     const vx_family_info *fi = vx_detector_info(det);
@@ -221,6 +223,10 @@ static void *worker_main(void *arg)
     vx_video_source *dsrc = p->use_sub ? vx_video_source_substream(p->video) : p->video;
     vx_detection *dets = malloc((size_t)m->max_det * sizeof *dets);
     vx_jpeg_encoder *enc = NULL;
+    const vx_family_info *fi = vx_detector_info(det);
+    vx_video_scaler *scaler = NULL;
+    if (p->scaled && vx_video_scaler_create(&scaler) != VX_OK)
+        VX_WARN("source %s: %s; detecting on full frames", p->src.display, vx_last_error());
     uint64_t last = 0;
     double last_capture = -1e300;
     double wait_start = vx_now_s();
@@ -253,10 +259,26 @@ static void *worker_main(void *arg)
         last_capture = f->capture_mono_s;
         vx_hist_add(&p->stages[VX_STAGE_GRAB_WAIT], t_got - wait_start);
 
+        /* Dual stream without a camera substream: the detector reads a
+         * SUBSTREAM_SCALE copy (one swscale pass: colour and size), made
+         * outside the detector lock so sources scale in parallel. */
+        const vx_image *dimg = &f->image;
+        vx_image copy;
+        if (scaler) {
+            int sw, sh;
+            vx_video_scaled_size(f->width, f->height, m->o.substream_scale, fi->input_w, fi->input_h, &sw,
+                                 &sh);
+            if ((sw != f->width || sh != f->height) &&
+                !(err = vx_video_scaler_scale(scaler, &f->image, sw, sh, &copy)))
+                dimg = &copy;
+        }
+        double t_scaled = vx_now_s();
+
         pthread_mutex_lock(&m->det_lock);
         double t1 = vx_now_s();
         int n = 0;
-        err = vx_detector_preprocess(det, &f->image);
+        if (!err)
+            err = vx_detector_preprocess(det, dimg);
         double t2 = vx_now_s();
         if (!err)
             err = vx_detector_infer(det);
@@ -269,13 +291,13 @@ static void *worker_main(void *arg)
             snprintf(errbuf, sizeof errbuf, "%s", vx_last_error());
         pthread_mutex_unlock(&m->det_lock);
 
-        vx_hist_add(&p->stages[VX_STAGE_DETECTOR_WAIT], t1 - t_got);
-        vx_hist_add(&p->stages[VX_STAGE_PREPROCESS], t2 - t1);
+        vx_hist_add(&p->stages[VX_STAGE_DETECTOR_WAIT], t1 - t_scaled);
+        vx_hist_add(&p->stages[VX_STAGE_PREPROCESS], (t2 - t1) + (t_scaled - t_got));
         vx_hist_add(&p->stages[VX_STAGE_INFERENCE], t3 - t2);
         vx_hist_add(&p->stages[VX_STAGE_POSTPROCESS], t4 - t3);
 
         int dw, dh;
-        det_size(det, f->width, f->height, &dw, &dh);
+        det_size(det, dimg->width, dimg->height, &dw, &dh);
         vx_video_stats vs;
         vx_video_source_stats(p->video, &vs);
         /* With a substream, the main stream's newest frame (taken after
@@ -310,11 +332,11 @@ static void *worker_main(void *arg)
         p->error_sent = 0;
         p->frames_processed++;
         vx_rate_add(&p->processed_rate, t4);
-        double dt = t4 - t1;
+        double dt = (t4 - t1) + (t_scaled - t_got);
         p->detect_ewma_s =
             p->detect_ewma_s > 0 ? p->detect_ewma_s + EWMA_ALPHA * (dt - p->detect_ewma_s) : dt;
-        p->det_w = dw;
-        p->det_h = dh;
+        p->det_w = dimg->width;
+        p->det_h = dimg->height;
         p->frame_w = f->width;
         vx_pipeline_fps fps = {p->detect_ewma_s > 0 ? 1.0 / p->detect_ewma_s : 0, vs.capture_fps,
                                vx_rate_get(&p->processed_rate, t4)};
@@ -331,12 +353,12 @@ static void *worker_main(void *arg)
             res->height = full_h;
             res->det_width = dw;
             res->det_height = dh;
-            res->dual_stream = p->use_sub || dw < f->width;
+            res->dual_stream = p->use_sub || dimg->width < f->width;
             res->fps = fps;
             vx_pipeline_det *out = vx_pipeline_msg_dets(res);
-            /* Boxes come back in the detection image's pixels; with a
-             * substream, scale them to the main stream. */
-            float sx = (float)full_w / (float)f->width, sy = (float)full_h / (float)f->height;
+            /* Boxes come back in the detection image's pixels (the
+             * substream's or the copy's): scale them to the full frame. */
+            float sx = (float)full_w / (float)dimg->width, sy = (float)full_h / (float)dimg->height;
             for (int i = 0; i < res->ndet; i++) {
                 out[i].x1 = dets[i].x1 * sx;
                 out[i].y1 = dets[i].y1 * sy;
@@ -372,6 +394,7 @@ static void *worker_main(void *arg)
         wait_start = vx_now_s();
     }
     vx_jpeg_encoder_destroy(enc);
+    vx_video_scaler_destroy(scaler);
     free(dets);
     return NULL;
 }
@@ -396,8 +419,8 @@ static void pipeline_destroy(vx_pipeline *p)
 }
 
 /* Called with m->lock held. */
-static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int use_sub, const char *key,
-                             vx_pipeline **out)
+static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int use_sub, int scaled,
+                             const char *key, vx_pipeline **out)
 {
     vx_pipeline *p = calloc(1, sizeof *p);
     if (!p)
@@ -405,6 +428,7 @@ static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int u
     p->m = m;
     p->src = *r;
     p->use_sub = use_sub;
+    p->scaled = scaled;
     snprintf(p->key, sizeof p->key, "%s", key);
     p->started_s = vx_now_s();
     pthread_mutex_init(&p->lock, NULL);
@@ -439,8 +463,14 @@ static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int u
     m->list = p;
     m->totals.running++;
     m->totals.started++;
-    VX_INFO("pipeline %s: started (%s%s)", p->src.display, vx_video_kind_name(r->kind),
-            use_sub ? ", detection on the camera's substream" : "");
+    char how[64];
+    if (use_sub)
+        snprintf(how, sizeof how, "detection on the camera's substream");
+    else if (scaled)
+        snprintf(how, sizeof how, "detection on a %g-scale copy", m->o.substream_scale);
+    else
+        snprintf(how, sizeof how, "detection at full resolution");
+    VX_INFO("pipeline %s: started (%s, %s)", p->src.display, vx_video_kind_name(r->kind), how);
     *out = p;
     return VX_OK;
 }
@@ -564,7 +594,7 @@ vx_err vx_pipelines_create(const vx_pipelines_opts *opts, vx_pipelines **out)
             err = vx_source_policy_resolve(opts->policy, NULL, r);
         if (!err) {
             pthread_mutex_lock(&m->lock);
-            err = pipeline_start(m, r, 0, r->key, &m->default_p);
+            err = pipeline_start(m, r, 0, m->o.substream_scale < 1, r->key, &m->default_p);
             pthread_mutex_unlock(&m->lock);
         }
         free(r);
@@ -600,7 +630,12 @@ vx_err vx_pipelines_subscribe(vx_pipelines *m, const vx_pipeline_sub_opts *o, vx
         free(r);
         return err;
     }
+    /* Three ways to detect, three pipelines: on the camera's substream, on
+     * a SUBSTREAM_SCALE copy (the default, also of the default source), or
+     * at full resolution (use_substream=false). */
     int use_sub = o->use_substream && r->substream[0];
+    int scaled = !use_sub && o->use_substream && m->o.substream_scale < 1;
+    int full = !use_sub && !scaled && m->o.substream_scale < 1;
     char *key = malloc(VX_SOURCE_KEY_MAX + 8);
     vx_pipeline_sub *s = calloc(1, sizeof *s);
     if (!key || !s) {
@@ -609,7 +644,7 @@ vx_err vx_pipelines_subscribe(vx_pipelines *m, const vx_pipeline_sub_opts *o, vx
         free(r);
         return vx_fail(VX_ERR_NOMEM, "out of memory");
     }
-    snprintf(key, VX_SOURCE_KEY_MAX + 8, "%s%s", r->key, use_sub ? "#substream" : "");
+    snprintf(key, VX_SOURCE_KEY_MAX + 8, "%s%s", r->key, use_sub ? "#substream" : full ? "#full" : "");
 
     pthread_mutex_lock(&m->lock);
     vx_pipeline *p = NULL;
@@ -623,7 +658,7 @@ vx_err vx_pipelines_subscribe(vx_pipelines *m, const vx_pipeline_sub_opts *o, vx
                           "source '%s' refused: the server already runs %d sources (its limit)", r->display,
                           m->totals.running);
         } else {
-            err = pipeline_start(m, r, use_sub, key, &p);
+            err = pipeline_start(m, r, use_sub, scaled, key, &p);
         }
     }
     if (!err)
@@ -709,10 +744,8 @@ void vx_pipeline_sub_info_get(vx_pipeline_sub *s, vx_pipeline_sub_info *out)
     memset(out, 0, sizeof *out);
     out->display = p->src.display;
     pthread_mutex_lock(&p->lock);
-    /* Before the first frame the detection size is unknown; the letterbox
-     * reduces every source larger than the network input, which is the
-     * usual case. */
-    out->dual_stream = p->use_sub || !p->got_frame || p->det_w < p->frame_w;
+    /* Before the first frame the sizes are unknown: the mode says it. */
+    out->dual_stream = p->use_sub || (p->got_frame ? p->det_w < p->frame_w : p->scaled);
     pthread_mutex_unlock(&p->lock);
     out->substream = p->use_sub;
     out->async_grabber = 1;

@@ -20,13 +20,16 @@
  * folders, URLs under allowed prefixes); a refusal is VX_ERR_DENIED with a
  * message for the client, and counted.
  *
- * Detection and substreams: the detector's letterbox pass scales every frame
- * to the network input (416x416 for NanoDet-g), so the detector always sees
- * a reduced copy and boxes come back in full-resolution pixels; nothing is
- * scaled twice.  When a camera has its own substream configured and the
- * client asks for it (use_substream), detection runs on that stream
- * instead, and boxes are scaled from its size to the main stream's.  The
- * MJPEG stream and frame_size always refer to the main stream.
+ * Detection and substreams (dual stream): with use_substream (the default)
+ * detection runs on the camera's own substream when one is configured, else
+ * on a copy of each frame at substream_scale (SUBSTREAM_SCALE, 0.6: 1080p is
+ * detected at 1152x648) made by one libswscale pass that also converts the
+ * colours, which is the conversion the detector would otherwise make at
+ * full size; the copy is never smaller than the letterbox keeps of the
+ * frame.  use_substream=false detects on the frame itself.  Boxes are
+ * scaled from the detection image to the main stream's pixels; the MJPEG
+ * stream and frame_size always refer to the main stream.  Each of the three
+ * ways is its own pipeline (and decode) of a source.
  *
  * Inference is serialised across sources: all pipelines share one detector
  * (one engine, its OpenMP threads sized to the cores) behind a lock, so two
@@ -81,7 +84,7 @@ typedef struct {
     double capture_wall_s;     /* the same as Unix time */
     double published_mono_s;   /* when the message was handed to the subscribers */
     int width, height;         /* full resolution (main stream) */
-    int det_width, det_height; /* the image detection ran on (substream or main) */
+    int det_width, det_height; /* the network input's picture area (letterbox of the detection image) */
     int dual_stream;           /* detection ran on a reduced copy or a substream */
     vx_pipeline_fps fps;
     int ndet;
@@ -206,7 +209,7 @@ typedef struct {
     double target_fps;          /* most frames processed per second per source; 0: no limit (default 30) */
     int realtime;               /* pace files at their native rate (default 1) */
     int decoder_threads;        /* per source (default 1: see cmd_serve's thread budget) */
-    double substream_scale;     /* reported in the optimizations (default 0.6) */
+    double substream_scale;     /* detection copy / frame size, (0, 1]; 1: none (default 0.6) */
     const char *precision;      /* reported: "FP32", "BF16" (default "FP32") */
     int batch_size;             /* reported; frames per inference call (default 1) */
     int jpeg_quality;           /* MJPEG quality 1..100 (default 80) */
@@ -242,7 +245,7 @@ int vx_pipeline_sub_pending(vx_pipeline_sub *s); /* messages queued now */
 
 typedef struct {
     const char *display; /* the source for clients */
-    int dual_stream;     /* detection on a reduced copy (always, through the letterbox) */
+    int dual_stream;     /* detection on a reduced copy or the camera's substream */
     int substream;       /* ... on the camera's own substream */
     int async_grabber;   /* frames decoded on their own thread (always) */
     int batch_inference; /* more than one frame per inference call */
@@ -271,7 +274,7 @@ typedef struct {
     int subscribers;
     int open_failed;           /* the source could not be opened (yet) */
     char error[256];           /* why, or the last failure */
-    int det_width, det_height; /* last detection input (letterbox content) */
+    int det_width, det_height; /* the image detection last ran on (substream, copy or frame) */
     vx_hist_snap stages[VX_STAGE_COUNT];
     vx_hist_snap latency; /* glass to message, per delivered message */
 } vx_pipeline_stats;

@@ -19,6 +19,7 @@
 #include <libavutil/imgutils.h>
 #include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -180,5 +181,113 @@ vx_err vx_video_converter_convert(vx_video_converter *conv, const AVFrame *in, A
         return vx_fail(VX_ERR_BACKEND, "video frame: conversion from %s to %s failed", desc->name,
                        av_get_pix_fmt_name(dst));
     }
+    return VX_OK;
+}
+
+/* ---- detection copies ---------------------------------------------------- */
+
+struct vx_video_scaler {
+    struct SwsContext *sws;
+    uint8_t *buf;
+    size_t cap;
+};
+
+vx_err vx_video_scaler_create(vx_video_scaler **out)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return vx_fail(VX_ERR_NOMEM, "out of memory creating a video scaler");
+    vx_video_ffmpeg_quiet();
+    return VX_OK;
+}
+
+void vx_video_scaler_destroy(vx_video_scaler *s)
+{
+    if (!s)
+        return;
+    sws_freeContext(s->sws);
+    free(s->buf);
+    free(s);
+}
+
+void vx_video_scaled_size(int w, int h, double scale, int fit_w, int fit_h, int *out_w, int *out_h)
+{
+    *out_w = w;
+    *out_h = h;
+    if (w <= 0 || h <= 0 || !(scale > 0 && scale < 1))
+        return;
+    /* The letterbox shrinks the picture to fit_w x fit_h anyway; a copy
+     * below that size would lose detail and save nothing (the network's
+     * cost is fixed by its input). */
+    double floor_scale = 0;
+    if (fit_w > 0 && fit_h > 0)
+        floor_scale = fmin((double)fit_w / w, (double)fit_h / h);
+    if (scale < floor_scale)
+        scale = floor_scale;
+    if (scale >= 1)
+        return;
+    long sw = lround(w * scale), sh = lround(h * scale);
+    *out_w = (int)(sw < 1 ? 1 : sw);
+    *out_h = (int)(sh < 1 ? 1 : sh);
+}
+
+vx_err vx_video_scaler_scale(vx_video_scaler *s, const vx_image *in, int w, int h, vx_image *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!in || in->width <= 0 || in->height <= 0 || in->width > VX_IMAGE_MAX_DIM ||
+        in->height > VX_IMAGE_MAX_DIM)
+        return vx_fail(VX_ERR_INVALID, "cannot scale an image of %dx%d", in ? in->width : 0,
+                       in ? in->height : 0);
+    if (w <= 0 || h <= 0 || w > in->width || h > in->height)
+        return vx_fail(VX_ERR_INVALID, "a scaled copy of a %dx%d image must be 1x1..%dx%d, not %dx%d",
+                       in->width, in->height, in->width, in->height, w, h);
+    static const struct {
+        enum AVPixelFormat av;
+        int planes;
+    } formats[] = {
+        [VX_PIX_RGB24] = {AV_PIX_FMT_RGB24, 1},
+        [VX_PIX_BGR24] = {AV_PIX_FMT_BGR24, 1},
+        [VX_PIX_YUV420P] = {AV_PIX_FMT_YUV420P, 3},
+        [VX_PIX_NV12] = {AV_PIX_FMT_NV12, 2},
+    };
+    if ((unsigned)in->format >= sizeof formats / sizeof formats[0])
+        return vx_fail(VX_ERR_INVALID, "cannot scale an image in pixel format %d", (int)in->format);
+    enum AVPixelFormat fmt = formats[in->format].av;
+    int nplanes = formats[in->format].planes;
+    for (int p = 0; p < nplanes; p++)
+        if (!in->planes[p] || in->strides[p] <= 0)
+            return vx_fail(VX_ERR_INVALID, "cannot scale an image: plane %d is missing", p);
+
+    size_t need = (size_t)w * 3 * (size_t)h;
+    if (need > s->cap) {
+        uint8_t *b = realloc(s->buf, need);
+        if (!b)
+            return vx_fail(VX_ERR_NOMEM, "cannot allocate %zu bytes for a %dx%d copy", need, w, h);
+        s->buf = b;
+        s->cap = need;
+    }
+    /* The same colour matrix and range as the detector's own conversion
+     * (vx_image carries none), so a copy at scale 1 would be its input. */
+    s->sws = sws_getCachedContext(s->sws, in->width, in->height, fmt, w, h, AV_PIX_FMT_BGR24, SWS_BILINEAR,
+                                  NULL, NULL, NULL);
+    if (!s->sws)
+        return vx_fail(VX_ERR_BACKEND, "cannot set up scaling %dx%d %s -> %dx%d bgr24", in->width, in->height,
+                       av_get_pix_fmt_name(fmt), w, h);
+    const uint8_t *src[4] = {NULL};
+    int src_stride[4] = {0};
+    for (int p = 0; p < nplanes; p++) {
+        src[p] = in->planes[p];
+        src_stride[p] = in->strides[p];
+    }
+    uint8_t *dst[4] = {s->buf, NULL, NULL, NULL};
+    int dst_stride[4] = {w * 3, 0, 0, 0};
+    if (sws_scale(s->sws, src, src_stride, 0, in->height, dst, dst_stride) != h)
+        return vx_fail(VX_ERR_BACKEND, "scaling %dx%d %s -> %dx%d bgr24 failed", in->width, in->height,
+                       av_get_pix_fmt_name(fmt), w, h);
+    out->width = w;
+    out->height = h;
+    out->format = VX_PIX_BGR24;
+    out->planes[0] = s->buf;
+    out->strides[0] = w * 3;
     return VX_OK;
 }

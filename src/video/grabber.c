@@ -32,6 +32,7 @@
 #include <libavutil/avstring.h>
 #include <libavutil/pixdesc.h>
 #include <math.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -125,6 +126,18 @@ void vx_video_source_opts_default(vx_video_source_opts *opts)
     opts->read_timeout_s = 10;
     opts->backoff_base_s = 1;
     opts->backoff_max_s = 300;
+    /* Tests of reconnection would otherwise sit through whole seconds of
+     * backoff; the schedule's shape (doubling, capped) stays the same. */
+    const char *env = getenv("VEROLUX_VIDEO_BACKOFF_S");
+    if (env && *env) {
+        char *end;
+        double base = strtod(env, &end);
+        if (!*end && base > 0 && base <= opts->backoff_max_s)
+            opts->backoff_base_s = base;
+        else
+            VX_WARN("video: ignoring VEROLUX_VIDEO_BACKOFF_S=%s (expected seconds in (0, %g])", env,
+                    opts->backoff_max_s);
+    }
     opts->max_attempts = 10;
     opts->degraded_after_s = 10;
     opts->stale_after_s = 60;
@@ -237,6 +250,29 @@ static void conn_close(vx_video_source *src)
     pthread_mutex_unlock(&src->lock);
 }
 
+/* FFmpeg reports a host name that does not resolve as a bare EIO (the
+ * reason goes to its log, which is off): after such a failure to open,
+ * look the name up once more to say what went wrong.  1 and the resolver's
+ * reason when it does not resolve. */
+static int host_unresolvable(const vx_video_spec *sp, char *host, size_t size, const char **why)
+{
+    char proto[16], auth[8], path[8];
+    int port = -1;
+    av_url_split(proto, sizeof proto, auth, sizeof auth, host, (int)size, &port, path, sizeof path,
+                 sp->target);
+    if (!*host)
+        return 0;
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc == 0) {
+        freeaddrinfo(res);
+        return 0;
+    }
+    *why = gai_strerror(rc);
+    return 1;
+}
+
 /* Turns an FFmpeg failure while `doing` something into our message. */
 static vx_err ffmpeg_fail(vx_video_source *src, int ret, const char *doing, const char *transport,
                           double timeout_s)
@@ -259,6 +295,11 @@ static vx_err ffmpeg_fail(vx_video_source *src, int ret, const char *doing, cons
     if (ret == AVERROR_INVALIDDATA)
         return vx_fail(VX_ERR_FORMAT, "%s: not a video FFmpeg can read (%s while %s)", name, av_err2str(ret),
                        doing);
+    char host[256];
+    const char *why = NULL;
+    if (ret == AVERROR(EIO) && (src->spec.kind == VX_VIDEO_RTSP || src->spec.kind == VX_VIDEO_HTTP) &&
+        !strcmp(doing, "opening") && host_unresolvable(&src->spec, host, sizeof host, &why))
+        return vx_fail(VX_ERR_IO, "%s: cannot resolve the host name '%s' (%s)", name, host, why);
     return vx_fail(VX_ERR_IO, "%s: failed%s while %s (%s)", name, via, doing, av_err2str(ret));
 }
 

@@ -111,6 +111,24 @@ void vx_video_converter_destroy(vx_video_converter *conv);
  * properties (pts, ...).  Frames above VX_IMAGE_MAX_DIM are refused. */
 vx_err vx_video_converter_convert(vx_video_converter *conv, const struct AVFrame *in, struct AVFrame *out);
 
+/* ---- detection copies ---------------------------------------------------- */
+
+/* Dual stream: detection reads a smaller copy of each frame while display
+ * and MJPEG keep the original.  A scaler makes that copy with libswscale in
+ * one pass, colour conversion and resize together, as packed BGR24 (which
+ * the detector's letterbox reads in place), with the colour matrix and range
+ * the detector uses for the frame itself.  The copy lives in the scaler's
+ * buffer until the next call.  One scaler per thread. */
+typedef struct vx_video_scaler vx_video_scaler;
+vx_err vx_video_scaler_create(vx_video_scaler **out);
+void vx_video_scaler_destroy(vx_video_scaler *s);
+/* Scales `in` (any vx_pixfmt) to w x h, at most the input's size. */
+vx_err vx_video_scaler_scale(vx_video_scaler *s, const vx_image *in, int w, int h, vx_image *out);
+/* The size of the copy of a w x h frame at `scale` (SUBSTREAM_SCALE), not
+ * smaller than what a letterbox onto fit_w x fit_h keeps of it (0, 0: no
+ * such floor).  w x h itself when no reduction remains (scale >= 1). */
+void vx_video_scaled_size(int w, int h, double scale, int fit_w, int fit_h, int *out_w, int *out_h);
+
 /* ---- sources ----------------------------------------------------------- */
 
 typedef enum {
@@ -147,7 +165,8 @@ typedef struct {
     int loop;                   /* files: start again at the end (default 1) */
     double open_timeout_s;      /* connecting, opening, probing (default 10; RTSP: per transport tried) */
     double read_timeout_s;      /* no packet or no decodable frame for this long: reconnect (default 10) */
-    double backoff_base_s;      /* first retry delay, doubled per failure in a row (default 1) */
+    double backoff_base_s;      /* first retry delay, doubled per failure in a row (default 1;
+                                   the environment's VEROLUX_VIDEO_BACKOFF_S, for tests) */
     double backoff_max_s;       /* cap of the retry delay (default 300) */
     int max_attempts;           /* failures in a row before the source is dead (default 10) */
     double degraded_after_s;    /* default 10 */
