@@ -619,6 +619,30 @@ static void test_missing_webcam(void **state)
     vx_video_source_destroy(src);
 }
 
+/* A camera host name that does not resolve: said so, not "I/O error". */
+static void test_unresolvable_host(void **state)
+{
+    (void)state;
+    static const char *const sources[] = {"rtsp://camera.invalid/stream",
+                                          "http://camera.invalid:8080/video.mjpg"};
+    for (size_t i = 0; i < sizeof sources / sizeof sources[0]; i++) {
+        vx_video_source_opts o;
+        vx_video_source_opts_default(&o);
+        o.source = sources[i];
+        o.max_attempts = 1;
+        vx_video_source *src = start(&o);
+        vx_video_frame *f = NULL;
+        assert_int_equal(vx_video_source_wait(src, 0, 60, &f), VX_ERR_UNAVAILABLE);
+        if (!strstr(vx_last_error(), "cannot resolve the host name 'camera.invalid'"))
+            fail_msg("%s: unclear message: %s", sources[i], vx_last_error());
+        vx_video_stats st;
+        vx_video_source_stats(src, &st);
+        assert_int_equal(st.health, VX_VIDEO_DEAD);
+        assert_non_null(strstr(st.last_error, "camera.invalid"));
+        vx_video_source_destroy(src);
+    }
+}
+
 static void test_destroy_interrupts_waits(void **state)
 {
     (void)state;
@@ -818,6 +842,7 @@ static void test_options(void **state)
     (void)state;
     vx_video_source *src = (vx_video_source *)1;
     vx_video_source_opts o;
+    unsetenv("VEROLUX_VIDEO_BACKOFF_S");
     vx_video_source_opts_default(&o);
     assert_int_equal(o.realtime, 1);
     assert_int_equal(o.loop, 1);
@@ -853,6 +878,22 @@ static void test_options(void **state)
     assert_non_null(strstr(vx_last_error(), "substream of"));
     assert_null(src);
     vx_video_source_destroy(NULL);
+
+    /* Tests elsewhere shorten the first retry delay through the
+     * environment; the cap stays, and nonsense leaves the default. */
+    static const struct {
+        const char *value;
+        double want;
+    } knob[] = {{"0.25", 0.25}, {"300", 300}, {"0", 1},    {"-2", 1},
+                {"301", 1},     {"fast", 1},  {"0.5s", 1}, {"", 1}};
+    for (size_t i = 0; i < sizeof knob / sizeof knob[0]; i++) {
+        setenv("VEROLUX_VIDEO_BACKOFF_S", knob[i].value, 1);
+        vx_video_source_opts_default(&o);
+        if (o.backoff_base_s != knob[i].want || o.backoff_max_s != 300)
+            fail_msg("VEROLUX_VIDEO_BACKOFF_S=%s: base %g, max %g", knob[i].value, o.backoff_base_s,
+                     o.backoff_max_s);
+    }
+    unsetenv("VEROLUX_VIDEO_BACKOFF_S");
 }
 
 /* A second decoder on the camera's low-resolution stream. */
@@ -1301,6 +1342,7 @@ int main(void)
         cmocka_unit_test(test_frame_outlives_source),
         cmocka_unit_test(test_not_a_video),
         cmocka_unit_test(test_missing_webcam),
+        cmocka_unit_test(test_unresolvable_host),
         cmocka_unit_test(test_destroy_interrupts_waits),
         cmocka_unit_test(test_truncated),
         cmocka_unit_test(test_corrupt_frame),
