@@ -334,6 +334,18 @@ static void test_occlusion_gaps(void **state)
     assert_int_equal(r.max_id, 2);
     assert_int_equal(r.id_reuse, 0);
 
+    /* someone walks up, stops behind an occluder for 25 frames and steps
+     * out where they stood: the filter's velocity still says "walking",
+     * the last seen box says "here" */
+    scenario st = {.nobj = 2, .noise = 0.5, .dt = 0.1};
+    st.obj[0] = walker(0, 30, 80, 300, 8, 0);    /* walks to x = 312 ... */
+    st.obj[1] = walker(30, 100, 320, 300, 0, 0); /* ... and stands there */
+    st.obj[1].hide_from = 30;
+    st.obj[1].hide_to = 55;
+    run_scenario(&st, NULL, 100, &r);
+    assert_int_equal(r.max_id, 1);
+    assert_int_equal(r.first_id[1], r.first_id[0]);
+
     /* an occlusion while another person walks past the hidden one */
     scenario t = {.nobj = 2, .noise = 1.0, .dt = 0.1};
     t.obj[0] = walker(0, 100, 300, 300, 1, 0); /* slow */

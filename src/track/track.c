@@ -343,7 +343,15 @@ static vx_err associate(vx_tracker *tr, const vx_track_det *dets, const int *ti,
         for (int j = 0; j < nd; j++) {
             const vx_track_det *d = &dets[di[j]];
             float db[4] = {d->x1, d->y1, d->x2, d->y2};
-            double c = 1.0 - vx_track_iou(k->pbox, db);
+            /* a lost track may have coasted past someone who stopped
+             * behind an occluder: its last seen box counts too */
+            float iou = vx_track_iou(k->pbox, db);
+            if (k->missed > 0) {
+                float last = vx_track_iou(k->box, db);
+                if (last > iou)
+                    iou = last;
+            }
+            double c = 1.0 - iou;
             if (tr->o.class_aware && d->cls != k->cls)
                 c = INFINITY;
             cost[(size_t)i * nd + j] = c;
@@ -415,12 +423,12 @@ vx_err vx_tracker_update(vx_tracker *tr, const vx_track_det *dets, int ndet, dou
     vx_err e = VX_OK;
     /* scratch: index lists */
     size_t nscr = (size_t)(ndet + tr->n + 1);
-    int *hi = malloc(sizeof(int) * nscr), *lo = malloc(sizeof(int) * nscr);
-    int *ti = malloc(sizeof(int) * nscr), *tm = malloc(sizeof(int) * nscr);
-    int *rest = malloc(sizeof(int) * nscr);
+    int *hi = calloc(nscr, sizeof(int)), *lo = calloc(nscr, sizeof(int));
+    int *ti = calloc(nscr, sizeof(int)), *tm = calloc(nscr, sizeof(int));
+    int *rest = calloc(nscr, sizeof(int)), *left = calloc(nscr, sizeof(int)), *li = calloc(nscr, sizeof(int));
     char *taken = calloc(nscr, 1);
     char *matched = calloc(nscr, 1); /* per track */
-    if (!hi || !lo || !ti || !tm || !rest || !taken || !matched) {
+    if (!hi || !lo || !ti || !tm || !rest || !left || !li || !taken || !matched) {
         e = vx_fail(VX_ERR_NOMEM, "tracker: out of memory");
         goto done;
     }
@@ -435,10 +443,12 @@ vx_err vx_tracker_update(vx_tracker *tr, const vx_track_det *dets, int ndet, dou
             lo[nlo++] = j;
     }
 
-    /* 1. confirmed (tracked and lost) tracks <- high detections */
+    /* 1a. confirmed tracks matched last frame <- high detections.  Lost
+     * tracks come second (DeepSORT's cascade in two steps), so a coasting
+     * track never takes the detection of someone being tracked right now */
     int nt = 0;
     for (int i = 0; i < tr->n; i++)
-        if (tr->t[i].confirmed)
+        if (tr->t[i].confirmed && tr->t[i].missed == 0)
             ti[nt++] = i;
     memset(taken, 0, nscr);
     if ((e = associate(tr, dets, ti, nt, hi, nhi, tr->o.match_iou_high, tm, taken)))
@@ -448,15 +458,33 @@ vx_err vx_tracker_update(vx_tracker *tr, const vx_track_det *dets, int ndet, dou
             apply_match(tr, &tr->t[ti[i]], dets, tm[i], t);
             matched[ti[i]] = 1;
         }
-    int nrest = 0;
+    int nleft = 0;
     for (int j = 0; j < nhi; j++)
         if (!taken[j])
-            rest[nrest++] = hi[j];
+            left[nleft++] = hi[j];
+
+    /* 1b. lost tracks <- the high detections left */
+    int nl = 0;
+    for (int i = 0; i < tr->n; i++)
+        if (tr->t[i].confirmed && tr->t[i].missed > 0)
+            li[nl++] = i;
+    memset(taken, 0, nscr);
+    if ((e = associate(tr, dets, li, nl, left, nleft, tr->o.match_iou_high, tm, taken)))
+        goto done;
+    for (int i = 0; i < nl; i++)
+        if (tm[i] >= 0) {
+            apply_match(tr, &tr->t[li[i]], dets, tm[i], t);
+            matched[li[i]] = 1;
+        }
+    int nrest = 0;
+    for (int j = 0; j < nleft; j++)
+        if (!taken[j])
+            rest[nrest++] = left[j];
 
     /* 2. confirmed tracks matched last frame, still unmatched <- low detections */
     int nt2 = 0;
     for (int i = 0; i < nt; i++)
-        if (!matched[ti[i]] && tr->t[ti[i]].missed == 0)
+        if (!matched[ti[i]])
             ti[nt2++] = ti[i];
     memset(taken, 0, nscr);
     if ((e = associate(tr, dets, ti, nt2, lo, nlo, tr->o.match_iou_low, tm, taken)))
@@ -556,6 +584,6 @@ vx_err vx_tracker_update(vx_tracker *tr, const vx_track_det *dets, int ndet, dou
     if (count)
         *count = c;
 done:
-    free(hi), free(lo), free(ti), free(tm), free(rest), free(taken), free(matched);
+    free(hi), free(lo), free(ti), free(tm), free(rest), free(left), free(li), free(taken), free(matched);
     return e;
 }

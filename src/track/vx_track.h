@@ -8,11 +8,16 @@
  *   1. every track is predicted to the frame's time;
  *   2. detections are split by confidence: high (>= high_thresh) and low
  *      (low_thresh .. high_thresh); lower ones are ignored;
- *   3. high detections are assigned to confirmed and lost tracks by an
- *      optimal linear assignment on 1 - IoU (gated at match_iou_high);
- *   4. low detections are assigned to the confirmed tracks still unmatched
- *      (gated at match_iou_low): a person half hidden behind a pillar keeps
- *      its id on a weak box instead of spawning a new one later;
+ *   3. high detections are assigned to the confirmed tracks matched in the
+ *      previous frame by an optimal linear assignment on 1 - IoU (gated
+ *      at match_iou_high); then the ones left to the lost tracks (missed >
+ *      0), scored by the better IoU of their prediction and their last
+ *      seen box, since someone who stopped behind an occluder is where
+ *      they were, not where their old velocity would take them;
+ *   4. low detections are assigned to the confirmed tracks matched in the
+ *      previous frame and still unmatched (gated at match_iou_low): a
+ *      person half hidden behind a pillar keeps its id on a weak box
+ *      instead of spawning a new one later;
  *   5. tentative tracks (not yet confirmed) are matched to the high
  *      detections left over (gated at match_iou_tentative);
  *   6. unmatched high detections with conf >= new_track_thresh start
