@@ -543,6 +543,27 @@ static void test_mode_either(void **state)
     assert_int_equal(count_ev(&o, VX_GATE_EV_CHECK_COMPLETED, 1), 0);
     out_free(&o);
     vx_gate_destroy(g);
+
+    /* a guard (from the anchor) who stepped away and walks in later is not
+     * the "new person" that turns a waiting visitor into a guard */
+    g = make_gate(&c);
+    actor b[2] = {
+        {.n = 5, .w = {{0, 800, 400}, {4, 800, 400}, {5, 800, 570}, {10, 800, 570}, {12.5, 490, 420}}},
+        {.n = 2, .w = {{4, 50, 400}, {6, 450, 400}}},
+    };
+    b[0].n = 6;
+    b[0].w[5] = (wp){18, 490, 420};
+    b[1].n = 4;
+    b[1].w[2] = (wp){17, 450, 400};
+    b[1].w[3] = (wp){19, 50, 400};
+    run_scene(g, b, 2, 20, &o);
+    dump_events(&o);
+    assert_int_equal(count_ev(&o, VX_GATE_EV_GUARD_ANCHORED, 2), 0);
+    const vx_gate_event *done = find_ev(&o, VX_GATE_EV_CHECK_COMPLETED, 2, 0);
+    assert_non_null(done);
+    assert_int_equal(done->other_id, 1);
+    out_free(&o);
+    vx_gate_destroy(g);
 }
 
 static void test_mode_strict_anchor(void **state)

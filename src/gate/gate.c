@@ -638,7 +638,7 @@ static void either_promotions(frame_ctx *f)
         return;
     for (int e = 0; e < g->nentrants; e++) {
         rec *p = find_rec(g, g->entrants[e]);
-        if (!p || !p->ga.state)
+        if (!p || !p->ga.state || p->role == VX_GATE_ROLE_GUARD) /* a guard walking in checks nobody's role */
             continue;
         double tin = p->ga_enter_t;
         for (int i = 0; i < g->n; i++) {
@@ -704,8 +704,6 @@ static void visitor_step(frame_ctx *f, rec *v)
             }
         }
         if (best) {
-            if (open)
-                best->role = VX_GATE_ROLE_GUARD;
             any = 1;
             nearest = best->id;
             double iou;
@@ -717,6 +715,10 @@ static void visitor_step(frame_ctx *f, rec *v)
             if (nearest_d <= c->center_dist_scale || iou >= c->iou_min) {
                 contact_id = best->id;
                 contact_d = nearest_d;
+                /* the one who came into contact is the guard from now on
+                 * (never a visitor later); the nearest alone is not */
+                if (open)
+                    best->role = VX_GATE_ROLE_GUARD;
             }
         }
     } else {

@@ -22,9 +22,12 @@
  *     inside the gate; its visitor session is dropped without a verdict).
  *     `strict_anchor` accepts only the anchor.  `no_anchor` takes, for each
  *     visitor, the nearest other confirmed track that is not a visitor as the
- *     guard.  A track in the gate area that is not a guard is a visitor.  A
- *     guard stays a guard; a visitor becomes fixed once a guard is present
- *     for it or its session ends.
+ *     guard (its dwell: the time it has been tracked); it keeps the guard
+ *     role once it has been in contact.  Only a person who walks into the
+ *     gate area (not a guard, not a track merely passing the anchor)
+ *     triggers the `either` promotion.  A track in the gate area that is not
+ *     a guard is a visitor.  A guard stays a guard; a visitor becomes fixed
+ *     once a guard is present for it or its session ends.
  *   - the per-visitor state machine (vx_gate_state) and its events; a
  *     session per visit to the gate area, ended by check_completed or
  *     check_failed (reason), each with a completion record;
