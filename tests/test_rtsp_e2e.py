@@ -39,6 +39,7 @@ usage: test_rtsp_e2e.py VEROLUX_BINARY [TEST_NAME...]
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -120,7 +121,8 @@ class RtspServer:
     def start(self):
         self.proc = subprocess.Popen([GI_PYTHON, os.path.abspath(__file__), "--rtsp-server", str(self.port),
                                       self.media], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = self.proc.stdout.readline().decode(errors="replace").strip()
+        ready, _, _ = select.select([self.proc.stdout], [], [], 60)
+        line = self.proc.stdout.readline().decode(errors="replace").strip() if ready else "(nothing in 60 s)"
         if line != "ready":
             self.proc.kill()
             err = self.proc.stderr.read().decode(errors="replace")
@@ -175,7 +177,7 @@ def persons(msgs):
 
 
 def opened_over(ctx, url):
-    """The transport of the server's log line for the source's open."""
+    """The transports named by the server's log lines for the source's opens."""
     m = re.findall(re.escape(f"source {url}: opened (") + r"[^)]*?rtsp over (tcp|udp)", ctx.srv.stderr())
     return m
 
@@ -211,7 +213,7 @@ def stream_test(ctx, mount, transport):
     ws.close()
     with_person = persons(msgs)
     assert with_person >= 0.8 * len(msgs), f"persons on {with_person} of {len(msgs)} frames"
-    assert opened_over(ctx, url) == [transport], opened_over(ctx, url)
+    assert set(opened_over(ctx, url)) == {transport}, opened_over(ctx, url)
     h = source_health(ctx.srv.port, url)
     assert h and h["kind"] == "rtsp" and h["frame_size"] == [768, 576], h
     ctx.note(f"{mount}: persons on {with_person}/{len(msgs)} frames over {transport}")

@@ -97,6 +97,7 @@ struct vx_video_source {
     double conn_last_good; /* last frame published, or connection open */
     uint64_t pass_frames;
     uint64_t loop_index;
+    int unresolved; /* the last open failed on the host name */
     int segment_start;
     int have_last, have_prev_raw, anchored;
     double last_out, prev_raw, seg_raw, seg_out, anchor_mono, anchor_out;
@@ -298,8 +299,10 @@ static vx_err ffmpeg_fail(vx_video_source *src, int ret, const char *doing, cons
     char host[256];
     const char *why = NULL;
     if (ret == AVERROR(EIO) && (src->spec.kind == VX_VIDEO_RTSP || src->spec.kind == VX_VIDEO_HTTP) &&
-        !strcmp(doing, "opening") && host_unresolvable(&src->spec, host, sizeof host, &why))
+        !strcmp(doing, "opening") && host_unresolvable(&src->spec, host, sizeof host, &why)) {
+        src->unresolved = 1;
         return vx_fail(VX_ERR_IO, "%s: cannot resolve the host name '%s' (%s)", name, host, why);
+    }
     return vx_fail(VX_ERR_IO, "%s: failed%s while %s (%s)", name, via, doing, av_err2str(ret));
 }
 
@@ -430,10 +433,11 @@ static vx_err open_input(vx_video_source *src, const char *transport)
  * servers that offer nothing else. */
 static vx_err conn_open(vx_video_source *src)
 {
+    src->unresolved = 0;
     if (src->spec.kind != VX_VIDEO_RTSP)
         return open_input(src, NULL);
     vx_err err = open_input(src, "tcp");
-    if (err == VX_OK || stopping(src))
+    if (err == VX_OK || stopping(src) || src->unresolved) /* UDP needs the same host */
         return err;
     conn_close(src);
     char tcp_msg[512];
