@@ -510,9 +510,23 @@ static void test_bad_path(void **state)
 {
     vx_store *s = NULL;
     assert_int_equal(vx_store_open("", &s), VX_ERR_INVALID);
-    assert_int_equal(vx_store_open("/nonexistent-dir-vx/sub/gate.db", &s), VX_ERR_IO);
-    assert_non_null(strstr(vx_last_error(), "/nonexistent-dir-vx/sub"));
+    /* A folder that cannot be created: its parent is a file. */
+    tmpdb t;
+    tmp_make(&t);
+    char file[400], path[500];
+    snprintf(file, sizeof file, "%s/plain", t.dir);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/sub/gate.db", file);
+    assert_int_equal(vx_store_open(path, &s), VX_ERR_IO);
+    assert_non_null(strstr(vx_last_error(), "cannot create folder"));
     assert_null(s);
+    /* Missing parents are created. */
+    snprintf(path, sizeof path, "%s/a/b/gate.db", t.dir);
+    s = must_open(path);
+    vx_store_close(s);
+    tmp_clean(&t);
 }
 
 int main(void)

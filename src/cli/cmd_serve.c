@@ -71,6 +71,12 @@ static void usage(FILE *f)
                "  --realtime / --no-realtime  pace files at their native frame rate, or read\n"
                "                       them as fast as they decode [VEROLUX_REALTIME] (default on)\n"
                "  --conf F --iou F --max-det N  detector thresholds (default 0.35, 0.5, 30)\n"
+               "  --gate-rules FILE    run the gate check on every source with these rules, e.g.\n"
+               "                       config/gate/rules.json [GATE_RULES] (default: off)\n"
+               "  --db PATH            the gate's event store (SQLite) [GATE_DB] (default\n"
+               "                       $VEROLUX_DATA/gate.db, ~/.local/share/verolux/gate.db)\n"
+               "  --mqtt-url URL       publish gate events and completions to an MQTT broker,\n"
+               "                       mqtt://[user[:password]@]host[:port] [MQTT_URL]\n"
                "  --help               this text\n\n"
                "On start the server prints 'listening on http://HOST:PORT' on stdout.\n");
 }
@@ -154,6 +160,9 @@ int vx_cmd_serve(int argc, char **argv)
         OPT_CONF,
         OPT_IOU,
         OPT_MAX_DET,
+        OPT_GATE_RULES,
+        OPT_DB,
+        OPT_MQTT,
     };
     static const struct option long_opts[] = {
         {"source", required_argument, NULL, OPT_SOURCE},
@@ -182,6 +191,9 @@ int vx_cmd_serve(int argc, char **argv)
         {"conf", required_argument, NULL, OPT_CONF},
         {"iou", required_argument, NULL, OPT_IOU},
         {"max-det", required_argument, NULL, OPT_MAX_DET},
+        {"gate-rules", required_argument, NULL, OPT_GATE_RULES},
+        {"db", required_argument, NULL, OPT_DB},
+        {"mqtt-url", required_argument, NULL, OPT_MQTT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -208,6 +220,9 @@ int vx_cmd_serve(int argc, char **argv)
         {OPT_QUEUE, VX_CFG_CLIENT_QUEUE},
         {OPT_MAX_SOURCES, VX_CFG_MAX_SOURCES},
         {OPT_MAX_CLIENTS, VX_CFG_MAX_CLIENTS},
+        {OPT_GATE_RULES, VX_CFG_GATE_RULES},
+        {OPT_DB, VX_CFG_GATE_DB},
+        {OPT_MQTT, VX_CFG_MQTT_URL},
     };
 
     vx_config cfg;
@@ -220,6 +235,8 @@ int vx_cmd_serve(int argc, char **argv)
     vx_source_policy *policy = NULL;
     vx_pipelines *pipes = NULL;
     vx_server *srv = NULL;
+    vx_store *store = NULL;
+    vx_mqtt *mqtt = NULL;
     int allow_webcams = 1;
     vx_detect_opts dopts;
     vx_detect_opts_default(&dopts);
@@ -419,8 +436,40 @@ int vx_cmd_serve(int argc, char **argv)
             cfg.n_cameras, allow_webcams ? "webcams" : "no webcams", cfg.n_media_dirs,
             cfg.n_media_dirs == 1 ? "" : "s", cfg.n_allow_sources, cfg.n_allow_sources == 1 ? "" : "es");
 
+    /* The gate check: its store (events are committed there before any
+     * client sees them) and, when asked, the MQTT publisher. */
+    if (cfg.gate_rules[0]) {
+        if (vx_store_open(cfg.gate_db, &store) != VX_OK) {
+            fprintf(stderr, "verolux serve: %s\n", vx_last_error());
+            goto stop_signals;
+        }
+        VX_INFO("gate: rules %s; events stored in %s (SQLite, WAL, synchronous=FULL: committed before "
+                "they are sent)",
+                cfg.gate_rules, cfg.gate_db);
+        if (cfg.mqtt_url[0]) {
+            vx_mqtt_opts mo;
+            vx_mqtt_opts_default(&mo);
+            mo.url = cfg.mqtt_url;
+            if (vx_mqtt_create(&mo, &mqtt) != VX_OK) {
+                fprintf(stderr, "verolux serve: %s\n", vx_last_error());
+                goto stop_signals;
+            }
+            char shown[512];
+            vx_config_redact(cfg.mqtt_url, shown, sizeof shown);
+            VX_INFO(
+                "gate: publishing events and completions to %s (QoS 1, topics verolux/<gate_id>/events and "
+                "/completions; up to %d buffered while the broker is away)",
+                shown, mo.buffer);
+        }
+    } else if (cfg.mqtt_url[0]) {
+        VX_WARN("MQTT_URL is set but the gate check is off (no --gate-rules): nothing to publish");
+    }
+
     vx_pipelines_opts pipe_o;
     vx_pipelines_opts_default(&pipe_o);
+    pipe_o.gate_rules_path = cfg.gate_rules[0] ? cfg.gate_rules : NULL;
+    pipe_o.store = store;
+    pipe_o.mqtt = mqtt;
     pipe_o.detector = det;
     pipe_o.policy = policy;
     pipe_o.default_source = cfg.video_source;
@@ -451,6 +500,7 @@ int vx_cmd_serve(int argc, char **argv)
     so.heartbeat_s = cfg.heartbeat_s;
     so.client_queue = cfg.client_queue;
     so.max_clients = cfg.max_clients;
+    so.store = store;
     so.model = (vx_server_model){
         .path = cfg.model_path,
         .name = model_name,
@@ -500,6 +550,10 @@ stop_signals:
      * the pipelines (they use the detector and the policy). */
     vx_server_destroy(srv);
     vx_pipelines_destroy(pipes);
+    /* After the pipelines (their last events are committed and queued):
+     * give the broker a moment to acknowledge what is in flight. */
+    vx_mqtt_destroy(mqtt, 2.0);
+    vx_store_close(store);
     vx_source_policy_destroy(policy);
     vx_detector_destroy(det);
     if (rc == VX_EXIT_OK)

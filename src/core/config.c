@@ -45,6 +45,9 @@ static const key_info keys[VX_CFG_NKEYS] = {
     [VX_CFG_MEDIA_DIRS] = {"MEDIA_DIRS", T_LIST, 0, 0, NULL, "folders clients may open files from"},
     [VX_CFG_ALLOW_SOURCES] = {"ALLOW_SOURCES", T_LIST, 0, 0, NULL, "URL prefixes clients may open"},
     [VX_CFG_CAMERAS] = {"CAMERAS", T_LIST, 0, 0, NULL, "configured cameras NAME=URL"},
+    [VX_CFG_GATE_RULES] = {"GATE_RULES", T_STR, 0, 0, NULL, "gate check rules file (none: no gate check)"},
+    [VX_CFG_GATE_DB] = {"GATE_DB", T_STR, 0, 0, NULL, "gate event store (SQLite)"},
+    [VX_CFG_MQTT_URL] = {"MQTT_URL", T_STR, 0, 0, NULL, "MQTT broker for gate events (none: off)"},
 };
 
 static const char *const origin_names[] = {"default", "environment", "flag"};
@@ -132,6 +135,17 @@ vx_err vx_config_init(vx_config *cfg)
         err = set_str(&cfg->host, "127.0.0.1");
     if (!err)
         err = set_str(&cfg->model_path, "");
+    if (!err)
+        err = set_str(&cfg->gate_rules, "");
+    if (!err)
+        err = set_str(&cfg->mqtt_url, "");
+    const char *data = getenv("VEROLUX_DATA"), *home = getenv("HOME");
+    if (data && *data)
+        snprintf(path, sizeof path, "%s/gate.db", data);
+    else
+        snprintf(path, sizeof path, "%s/.local/share/verolux/gate.db", home && *home ? home : ".");
+    if (!err)
+        err = set_str(&cfg->gate_db, path);
     snprintf(path, sizeof path, "%s/samples/vtest.avi", cache);
     if (!err)
         err = set_str(&cfg->video_source, path);
@@ -155,6 +169,9 @@ void vx_config_free(vx_config *cfg)
     free(cfg->host);
     free(cfg->model_path);
     free(cfg->video_source);
+    free(cfg->gate_rules);
+    free(cfg->gate_db);
+    free(cfg->mqtt_url);
     if (cfg->media_dirs)
         free_lists(cfg, VX_CFG_MEDIA_DIRS);
     if (cfg->allow_sources)
@@ -357,7 +374,14 @@ vx_err vx_config_set(vx_config *cfg, vx_config_key key, const char *value, vx_co
     case T_STR:
         if (!*value)
             return vx_fail(VX_ERR_INVALID, "%s: empty value", label);
-        err = set_str(key == VX_CFG_MODEL_PATH ? &cfg->model_path : &cfg->video_source, value);
+        if (key == VX_CFG_MQTT_URL && strncmp(value, "mqtt://", 7))
+            return vx_fail(VX_ERR_INVALID, "%s: expected mqtt://[user[:password]@]host[:port]", label);
+        err = set_str(key == VX_CFG_MODEL_PATH   ? &cfg->model_path
+                      : key == VX_CFG_GATE_RULES ? &cfg->gate_rules
+                      : key == VX_CFG_GATE_DB    ? &cfg->gate_db
+                      : key == VX_CFG_MQTT_URL   ? &cfg->mqtt_url
+                                                 : &cfg->video_source,
+                      value);
         break;
     case T_LIST:
         if (!*value)
@@ -507,6 +531,16 @@ void vx_config_log(const vx_config *cfg)
         case VX_CFG_MAX_SOURCES: snprintf(buf, sizeof buf, "%d", cfg->max_sources); break;
         case VX_CFG_MAX_CLIENTS: snprintf(buf, sizeof buf, "%d", cfg->max_clients); break;
         case VX_CFG_REALTIME: snprintf(buf, sizeof buf, "%s", cfg->realtime ? "true" : "false"); break;
+        case VX_CFG_GATE_RULES:
+            snprintf(buf, sizeof buf, "%s", *cfg->gate_rules ? cfg->gate_rules : "(none)");
+            break;
+        case VX_CFG_GATE_DB: snprintf(buf, sizeof buf, "%s", cfg->gate_db); break;
+        case VX_CFG_MQTT_URL:
+            if (*cfg->mqtt_url)
+                vx_config_redact(cfg->mqtt_url, buf, sizeof buf);
+            else
+                snprintf(buf, sizeof buf, "(none)");
+            break;
         case VX_CFG_MEDIA_DIRS:
         case VX_CFG_ALLOW_SOURCES:
         case VX_CFG_CAMERAS: {

@@ -51,6 +51,9 @@ typedef enum {
     VX_CFG_MEDIA_DIRS,
     VX_CFG_ALLOW_SOURCES,
     VX_CFG_CAMERAS,
+    VX_CFG_GATE_RULES,
+    VX_CFG_GATE_DB,
+    VX_CFG_MQTT_URL,
     VX_CFG_NKEYS
 } vx_config_key;
 
@@ -83,6 +86,10 @@ typedef struct {
     int n_allow_sources;
     vx_config_camera *cameras;
     int n_cameras;
+    char *gate_rules; /* the gate check's rules file; "" (default): no gate check */
+    char *gate_db;    /* the gate's event store (default $VEROLUX_DATA/gate.db, VEROLUX_DATA
+                         defaulting to ~/.local/share/verolux) */
+    char *mqtt_url;   /* mqtt://[user[:password]@]host[:port] to publish gate events to; "": none */
     vx_config_origin origin[VX_CFG_NKEYS];
 } vx_config;
 

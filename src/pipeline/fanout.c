@@ -71,8 +71,10 @@ vx_pipeline_msg *vx_pipeline_msg_ref(vx_pipeline_msg *m)
 
 void vx_pipeline_msg_release(vx_pipeline_msg *m)
 {
-    if (m && atomic_fetch_sub_explicit(&((msg_impl *)m)->refs, 1, memory_order_acq_rel) == 1)
+    if (m && atomic_fetch_sub_explicit(&((msg_impl *)m)->refs, 1, memory_order_acq_rel) == 1) {
+        free(m->gate_json);
         free(m);
+    }
 }
 
 struct vx_sub {

@@ -60,6 +60,8 @@ struct vx_pipeline {
 
     vx_hist stages[VX_STAGE_COUNT];
     vx_hist latency;
+
+    vx_gate_stage *gate; /* NULL: no gate rules */
 };
 
 struct vx_pipeline_sub {
@@ -81,6 +83,11 @@ struct vx_pipelines {
     int reaper_started;
     pthread_mutex_t det_lock;
     int max_det;
+    /* The gate rules new pipelines start with (under lock); NULL: no gate.
+     * gate_update_lock serialises whole updates (persist + swap). */
+    vx_gate_config *gate_cfg;
+    char *rules_path;
+    pthread_mutex_t gate_update_lock;
 };
 
 static const char *const stage_names[VX_STAGE_COUNT] = {
@@ -368,6 +375,11 @@ static void *worker_main(void *arg)
                 out[i].cls = dets[i].cls;
                 out[i].name = vx_detector_class_name(det, dets[i].cls);
             }
+            /* Gate: its events are committed to the store inside, before
+             * this message (which carries them) is published. */
+            if (p->gate && !err)
+                res->gate_json =
+                    vx_gate_stage_run(p->gate, out, res->ndet, full_w, full_h, f->pts_s, f->capture_wall_s);
             res->published_mono_s = vx_now_s();
             vx_fanout_publish(p->fanout, res);
             double t5 = vx_now_s();
@@ -412,6 +424,7 @@ static void pipeline_destroy(vx_pipeline *p)
     }
     vx_video_source_destroy(p->video);
     vx_fanout_destroy(p->fanout);
+    vx_gate_stage_destroy(p->gate);
     pthread_cond_destroy(&p->stop_cond);
     pthread_mutex_destroy(&p->lock);
     VX_INFO("pipeline %s: stopped", p->src.display);
@@ -438,6 +451,14 @@ static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int u
         vx_hist_init(&p->stages[i]);
     vx_hist_init(&p->latency);
     vx_err err = vx_fanout_create(&p->fanout);
+    if (!err && m->gate_cfg) {
+        /* A source's variants (full resolution, substream) are separate
+         * pipelines with engines of their own: their rows say which. */
+        const char *variant = strchr(key + strlen(r->key), '#');
+        char label[VX_SOURCE_KEY_MAX + 16];
+        snprintf(label, sizeof label, "%s%s", r->display, variant ? variant : "");
+        err = vx_gate_stage_create(m->gate_cfg, m->o.store, m->o.mqtt, label, &p->gate);
+    }
     if (!err) {
         vx_video_source_opts vo;
         vx_video_source_opts_default(&vo);
@@ -549,6 +570,9 @@ void vx_pipelines_destroy(vx_pipelines *m)
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);
     pthread_mutex_destroy(&m->det_lock);
+    pthread_mutex_destroy(&m->gate_update_lock);
+    free(m->gate_cfg);
+    free(m->rules_path);
     free(m->default_source);
     free(m->precision);
     free(m);
@@ -575,6 +599,7 @@ vx_err vx_pipelines_create(const vx_pipelines_opts *opts, vx_pipelines **out)
     m->max_det = dopts.max_det > 0 ? dopts.max_det : 30;
     pthread_mutex_init(&m->lock, NULL);
     pthread_mutex_init(&m->det_lock, NULL);
+    pthread_mutex_init(&m->gate_update_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -586,7 +611,18 @@ vx_err vx_pipelines_create(const vx_pipelines_opts *opts, vx_pipelines **out)
     }
 
     vx_err err = VX_OK;
-    if (m->default_source) {
+    m->o.gate_rules_path = NULL;
+    if (opts->gate_rules_path && *opts->gate_rules_path) {
+        m->gate_cfg = malloc(sizeof *m->gate_cfg);
+        m->rules_path = strdup(opts->gate_rules_path);
+        if (!m->gate_cfg || !m->rules_path)
+            err = vx_fail(VX_ERR_NOMEM, "out of memory");
+        if (!err)
+            err = vx_gate_config_load(opts->gate_rules_path, m->gate_cfg, NULL);
+        if (!err)
+            m->o.gate_rules_path = m->rules_path;
+    }
+    if (!err && m->default_source) {
         vx_source_resolved *r = malloc(sizeof *r);
         if (!r)
             err = vx_fail(VX_ERR_NOMEM, "out of memory");
@@ -805,4 +841,160 @@ int vx_pipelines_stats(vx_pipelines *m, vx_pipeline_stats **out, vx_pipelines_to
     pthread_mutex_unlock(&m->lock);
     *out = arr;
     return n;
+}
+
+/* ---- the gate, across pipelines ------------------------------------------------ */
+
+int vx_pipelines_gate_enabled(vx_pipelines *m)
+{
+    return m->gate_cfg != NULL;
+}
+
+vx_err vx_pipelines_gate_config(vx_pipelines *m, vx_gate_config *out)
+{
+    if (!m->gate_cfg)
+        return vx_fail(VX_ERR_UNAVAILABLE, "the gate check is not configured (start with --gate-rules FILE)");
+    pthread_mutex_lock(&m->lock);
+    *out = *m->gate_cfg;
+    pthread_mutex_unlock(&m->lock);
+    return VX_OK;
+}
+
+vx_err vx_pipelines_gate_update(vx_pipelines *m, const char *text, size_t len, vx_gate_diag *diag)
+{
+    if (!m->gate_cfg)
+        return vx_fail(VX_ERR_UNAVAILABLE, "the gate check is not configured (start with --gate-rules FILE)");
+    vx_gate_config *cfg = malloc(sizeof *cfg);
+    char *dir = strdup(m->rules_path);
+    if (!cfg || !dir) {
+        free(cfg);
+        free(dir);
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    }
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = 0;
+    vx_err err = vx_gate_config_parse(text, len, "POST /gate/config", slash ? dir : ".", cfg, diag);
+    char *doc = NULL;
+    if (!err) {
+        /* Persisted in its normalised form (zones inline): the file then
+         * stands alone, and reads back to exactly this config. */
+        json_t *j = vx_gate_config_to_json(cfg);
+        doc = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(13)) : NULL;
+        json_decref(j);
+        if (!doc)
+            err = vx_fail(VX_ERR_NOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&m->gate_update_lock);
+    if (!err)
+        err = vx_gate_rules_save(m->rules_path, doc, strlen(doc));
+    if (!err) {
+        pthread_mutex_lock(&m->lock);
+        *m->gate_cfg = *cfg;
+        for (vx_pipeline *p = m->list; p; p = p->next)
+            if (p->gate && vx_gate_set_config(vx_gate_stage_engine(p->gate), cfg) != VX_OK)
+                VX_ERROR("pipeline %s: the new gate rules were refused: %s", p->src.display, vx_last_error());
+        pthread_mutex_unlock(&m->lock);
+        VX_INFO("gate: rules replaced (gate_id %s), saved to %s; the previous file is %s.bak", cfg->gate_id,
+                m->rules_path, m->rules_path);
+    }
+    pthread_mutex_unlock(&m->gate_update_lock);
+    free(doc);
+    free(dir);
+    free(cfg);
+    return err;
+}
+
+/* Calls fn on every running engine, under m->lock (the engine functions
+ * take effect between frames and do not block on the pipeline). */
+static vx_err each_gate(vx_pipelines *m, void (*fn)(vx_gate *))
+{
+    if (!m->gate_cfg)
+        return vx_fail(VX_ERR_UNAVAILABLE, "the gate check is not configured (start with --gate-rules FILE)");
+    pthread_mutex_lock(&m->lock);
+    for (vx_pipeline *p = m->list; p; p = p->next)
+        if (p->gate)
+            fn(vx_gate_stage_engine(p->gate));
+    pthread_mutex_unlock(&m->lock);
+    return VX_OK;
+}
+
+vx_err vx_pipelines_gate_reset(vx_pipelines *m)
+{
+    vx_err err = each_gate(m, vx_gate_reset);
+    if (!err)
+        VX_INFO("gate: reset (tracks, roles and open sessions forgotten)");
+    return err;
+}
+
+vx_err vx_pipelines_gate_reset_counts(vx_pipelines *m)
+{
+    vx_err err = each_gate(m, vx_gate_reset_counts);
+    if (!err)
+        VX_INFO("gate: counts reset");
+    return err;
+}
+
+static const char *pipeline_label(const vx_pipeline *p, char *buf, size_t len)
+{
+    const char *variant = strchr(p->key + strlen(p->src.key), '#');
+    snprintf(buf, len, "%s%s", p->src.display, variant ? variant : "");
+    return buf;
+}
+
+json_t *vx_pipelines_gate_counts(vx_pipelines *m)
+{
+    if (!m->gate_cfg)
+        return NULL;
+    vx_gate_counts sum;
+    memset(&sum, 0, sizeof sum);
+    json_t *sources = json_object();
+    char label[VX_SOURCE_KEY_MAX + 16];
+    pthread_mutex_lock(&m->lock);
+    const char *gate_id = m->gate_cfg->gate_id;
+    for (vx_pipeline *p = m->list; p; p = p->next) {
+        if (!p->gate)
+            continue;
+        vx_gate_counts c;
+        vx_gate_get_counts(vx_gate_stage_engine(p->gate), &c);
+        sum.gate_entries += c.gate_entries;
+        sum.gate_exits += c.gate_exits;
+        sum.anchor_entries += c.anchor_entries;
+        sum.anchor_exits += c.anchor_exits;
+        sum.in_gate += c.in_gate;
+        sum.passed_through += c.passed_through;
+        sum.checks_completed += c.checks_completed;
+        sum.checks_failed += c.checks_failed;
+        for (int k = 0; k < 5; k++)
+            sum.failed_by_reason[k] += c.failed_by_reason[k];
+        sum.frames += c.frames;
+        json_object_set_new(sources, pipeline_label(p, label, sizeof label), vx_gate_counts_to_json(&c));
+    }
+    json_t *o = vx_gate_counts_to_json(&sum);
+    if (o) {
+        json_object_set_new(o, "gate_id", json_string(gate_id));
+        json_object_set_new(o, "sources", sources);
+    } else {
+        json_decref(sources);
+    }
+    pthread_mutex_unlock(&m->lock);
+    return o;
+}
+
+json_t *vx_pipelines_gate_state(vx_pipelines *m)
+{
+    if (!m->gate_cfg)
+        return NULL;
+    json_t *o = json_object();
+    json_t *sources = json_object();
+    char label[VX_SOURCE_KEY_MAX + 16];
+    pthread_mutex_lock(&m->lock);
+    json_object_set_new(o, "gate_id", json_string(m->gate_cfg->gate_id));
+    for (vx_pipeline *p = m->list; p; p = p->next)
+        if (p->gate)
+            json_object_set_new(sources, pipeline_label(p, label, sizeof label),
+                                vx_gate_stage_state(p->gate));
+    pthread_mutex_unlock(&m->lock);
+    json_object_set_new(o, "sources", sources);
+    return o;
 }

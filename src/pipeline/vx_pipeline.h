@@ -52,6 +52,8 @@
 #include "core/vx_core.h"
 #include "core/vx_stats.h"
 #include "detect/vx_detect.h"
+#include "gate/vx_gate.h"
+#include "store/vx_store.h"
 #include "video/vx_video.h"
 
 /* ---- messages ------------------------------------------------------------ */
@@ -92,6 +94,10 @@ typedef struct {
     const uint8_t *data; /* JPEG */
     size_t size;
     const char *message; /* ERROR: for the client, names the source */
+    /* RESULT with a gate: {"decisions","stats","events","gate_id",
+     * "stream_time"} as JSON text, owned by the message (freed with it);
+     * NULL without a gate.  Its events are already in the store. */
+    char *gate_json;
 } vx_pipeline_msg;
 
 /* Allocates a message with room for ndet detections, data_size bytes of
@@ -213,6 +219,13 @@ typedef struct {
     const char *precision;      /* reported: "FP32", "BF16" (default "FP32") */
     int batch_size;             /* reported; frames per inference call (default 1) */
     int jpeg_quality;           /* MJPEG quality 1..100 (default 80) */
+    /* The gate check (NULL: none).  Every pipeline runs its own engine
+     * (tracker + gate) on these rules, loaded from gate_rules_path at
+     * create; events are committed to `store` (may be NULL: not kept)
+     * before anyone sees them, then published to `mqtt` (may be NULL). */
+    const char *gate_rules_path;
+    vx_store *store; /* not owned */
+    vx_mqtt *mqtt;   /* not owned */
 } vx_pipelines_opts;
 
 void vx_pipelines_opts_default(vx_pipelines_opts *o);
@@ -289,6 +302,31 @@ typedef struct {
     uint64_t malformed;  /* malformed source strings */
     uint64_t over_limit; /* refused because max_sources pipelines were running */
 } vx_pipelines_totals;
+
+/* ---- the gate, across pipelines ------------------------------------------------ */
+
+/* Whether the pipelines run a gate (gate_rules_path was given). */
+int vx_pipelines_gate_enabled(vx_pipelines *m);
+/* The running rules.  VX_ERR_UNAVAILABLE without a gate. */
+vx_err vx_pipelines_gate_config(vx_pipelines *m, vx_gate_config *out);
+/* Validates a rules document (JSON text; zone entries may be inline
+ * objects or paths relative to the rules file's folder), writes it to the
+ * rules file atomically (the previous file kept as <rules>.bak), then swaps
+ * it into every running engine and uses it for pipelines started later.
+ * On any failure nothing changes (VX_ERR_FORMAT for bad rules, with diag
+ * naming line and key; VX_ERR_IO when it cannot be persisted).  diag may be
+ * NULL. */
+vx_err vx_pipelines_gate_update(vx_pipelines *m, const char *text, size_t len, vx_gate_diag *diag);
+/* Forgets tracks, roles and open sessions in every engine (counts kept). */
+vx_err vx_pipelines_gate_reset(vx_pipelines *m);
+/* Zeroes the counts of every engine. */
+vx_err vx_pipelines_gate_reset_counts(vx_pipelines *m);
+/* {"gate_id", counts summed over the sources..., "sources":{display:counts}}
+ * (new reference), or NULL without a gate. */
+json_t *vx_pipelines_gate_counts(vx_pipelines *m);
+/* {"gate_id","sources":{display:{"stream_time","in_gate","persons",
+ * "guards","store_errors"}}} (new reference), or NULL without a gate. */
+json_t *vx_pipelines_gate_state(vx_pipelines *m);
 
 /* Snapshot of every running pipeline: *out gets a malloc'ed array (free()
  * it), the return value its length.  totals may be NULL. */

@@ -112,10 +112,27 @@ char *vx_fmt_gate_check(const vx_pipeline_msg *m, const vx_pipeline_sub_info *in
                                   round_to(m->fps.capture, 0.01)));
     json_object_set_new(o, "frame_count", json_integer((json_int_t)m->frame_count));
     json_object_set_new(o, "optimizations", opt);
-    /* Filled by the gate-security logic; present and empty until then. */
-    json_object_set_new(o, "decisions", json_object());
-    json_object_set_new(o, "stats", json_object());
-    return dump(o);
+    if (!m->gate_json || m->gate_json[0] != '{' || m->gate_json[1] == '}') {
+        /* No gate rules on this server: present and empty. */
+        json_object_set_new(o, "decisions", json_object());
+        json_object_set_new(o, "stats", json_object());
+        return dump(o);
+    }
+    /* The gate's part ({"decisions","stats","events",...}) was rendered
+     * once by the pipeline for every client: spliced in as text rather
+     * than parsed again per client. */
+    char *head = dump(o);
+    if (!head)
+        return NULL;
+    size_t hl = strlen(head), gl = strlen(m->gate_json);
+    char *out = malloc(hl + gl + 1);
+    if (out) {
+        memcpy(out, head, hl - 1); /* without the closing brace */
+        out[hl - 1] = ',';
+        memcpy(out + hl, m->gate_json + 1, gl); /* its members and closing brace, NUL */
+    }
+    free(head);
+    return out;
 }
 
 char *vx_fmt_heartbeat(double uptime_s)

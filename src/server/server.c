@@ -86,6 +86,16 @@ struct session {
     size_t body_len;
     int defer_status;
 
+    /* REST: a request whose body is being read */
+    int rest;
+    char *rest_path;
+    char *rest_query; /* QUERY_MAX: the decoded parameters */
+    const char *rest_params[MAX_PARAMS];
+    int rest_nparams;
+    char *post;
+    size_t post_len;
+    int post_too_large;
+
     /* MJPEG */
     unsigned char *part;
     size_t part_cap;
@@ -119,6 +129,7 @@ void vx_server_opts_default(vx_server_opts *o)
     o->client_queue = 8;
     o->max_clients = 256;
     o->max_message = 4096;
+    o->max_body = 64 * 1024;
 }
 
 /* ---- query strings ------------------------------------------------------------ */
@@ -169,12 +180,13 @@ vx_err vx_server_parse_args(const char *const *params, int n, vx_server_args *ou
     return VX_OK;
 }
 
-/* Collects the decoded query parameters of the request on wsi into store. */
-static vx_err read_args(struct lws *wsi, char *store, size_t cap, vx_server_args *out)
+/* Collects the decoded query parameters of the request on wsi into store;
+ * params[i] point into it. */
+static vx_err collect_params(struct lws *wsi, char *store, size_t cap, const char **params, int *count)
 {
-    const char *params[MAX_PARAMS];
     int n = 0;
     size_t used = 0;
+    *count = 0;
     int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS);
     if (total < 0 || (size_t)total + MAX_PARAMS + 1 > cap)
         return vx_fail(VX_ERR_INVALID, "query string too long");
@@ -191,7 +203,16 @@ static vx_err read_args(struct lws *wsi, char *store, size_t cap, vx_server_args
         if (used >= cap)
             return vx_fail(VX_ERR_INVALID, "query string too long");
     }
-    return vx_server_parse_args(params, n, out);
+    *count = n;
+    return VX_OK;
+}
+
+static vx_err read_args(struct lws *wsi, char *store, size_t cap, vx_server_args *out)
+{
+    const char *params[MAX_PARAMS];
+    int n = 0;
+    vx_err err = collect_params(wsi, store, cap, params, &n);
+    return err ? err : vx_server_parse_args(params, n, out);
 }
 
 /* ---- sessions ------------------------------------------------------------------- */
@@ -249,6 +270,9 @@ static void session_free(pss_t *pss)
     free(s->rx);
     free(s->body);
     free(s->part);
+    free(s->rest_path);
+    free(s->rest_query);
+    free(s->post);
     free(s);
 }
 
@@ -541,7 +565,7 @@ static route route_of(const char *path)
 
 /* Sends the headers now and the body on the next writable callback (taking
  * ownership of the malloc'ed body). */
-static int http_respond(session *s, unsigned status, const char *ctype, char *body, int allow_get)
+static int http_respond(session *s, unsigned status, const char *ctype, char *body, const char *allow)
 {
     vx_server *srv = s->srv;
     struct lws *wsi = s->wsi;
@@ -566,8 +590,8 @@ static int http_respond(session *s, unsigned status, const char *ctype, char *bo
     if (lws_add_http_common_headers(wsi, status, ctype, len, &p, end) ||
         lws_add_http_header_by_name(
             wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-store", 8, &p, end) ||
-        (allow_get && lws_add_http_header_by_name(
-                          wsi, (const unsigned char *)"allow:", (const unsigned char *)"GET", 3, &p, end)) ||
+        (allow && lws_add_http_header_by_name(wsi, (const unsigned char *)"allow:",
+                                              (const unsigned char *)allow, (int)strlen(allow), &p, end)) ||
         lws_finalize_write_http_header(wsi, start, &p, end))
         return -1;
     srv->c.http_status[status / 100 < 6 ? status / 100 : 5]++;
@@ -583,7 +607,7 @@ static int http_detail(session *s, unsigned status, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    return http_respond(s, status, "application/json", vx_fmt_detail(text), status == 405);
+    return http_respond(s, status, "application/json", vx_fmt_detail(text), status == 405 ? "GET" : NULL);
 }
 
 static int stream_start(session *s)
@@ -681,6 +705,78 @@ static int stream_writable(session *s)
     return 0;
 }
 
+/* ---- REST ------------------------------------------------------------------------------ */
+
+static int rest_answer(session *s, const char *method)
+{
+    vx_server *srv = s->srv;
+    vx_rest_ctx ctx = {srv->o.pipelines, srv->o.store};
+    vx_rest_reply r;
+    if (s->post_too_large) {
+        srv->c.rejected_oversized++;
+        return http_detail(s, 413, "request body too large: the limit is %zu bytes", srv->o.max_body);
+    }
+    vx_rest_handle(&ctx, method, s->rest_path, s->rest_params, s->rest_nparams, s->post, s->post_len, &r);
+    if (r.status == 400)
+        srv->c.bad_queries++;
+    return http_respond(s, r.status, "application/json", r.body, r.allow);
+}
+
+static int rest_request(session *s, int method, const char *path)
+{
+    vx_server *srv = s->srv;
+    struct lws *wsi = s->wsi;
+    s->rest = 1;
+    s->rest_path = strdup(path);
+    s->rest_query = malloc(QUERY_MAX);
+    if (!s->rest_path || !s->rest_query)
+        return -1;
+    if (collect_params(wsi, s->rest_query, QUERY_MAX, s->rest_params, &s->rest_nparams) != VX_OK) {
+        srv->c.bad_queries++;
+        return http_detail(s, 400, "%s", vx_last_error());
+    }
+    const char *name = method == LWSHUMETH_GET      ? "GET"
+                       : method == LWSHUMETH_POST   ? "POST"
+                       : method == LWSHUMETH_PUT    ? "PUT"
+                       : method == LWSHUMETH_DELETE ? "DELETE"
+                       : method == LWSHUMETH_PATCH  ? "PATCH"
+                                                    : "OTHER";
+    int has_body = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ||
+                   lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    if ((method == LWSHUMETH_POST || method == LWSHUMETH_PUT || method == LWSHUMETH_PATCH) && has_body) {
+        /* Answer once the body has been read (see the 405 case below).  A
+         * declared length over the limit is refused without reading it. */
+        char cl[32] = "";
+        if (lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 &&
+            strtoull(cl, NULL, 10) > (unsigned long long)srv->o.max_body)
+            s->post_too_large = 1;
+        s->defer_status = method == LWSHUMETH_POST ? 1 : 2;
+        return 0;
+    }
+    return rest_answer(s, name);
+}
+
+static void rest_body(session *s, const void *in, size_t len)
+{
+    size_t limit = s->srv->o.max_body;
+    if (s->post_too_large)
+        return;
+    if (s->post_len + len > limit) {
+        s->post_too_large = 1;
+        free(s->post);
+        s->post = NULL;
+        s->post_len = 0;
+        return;
+    }
+    if (!s->post && !(s->post = malloc(limit + 1))) {
+        s->post_too_large = 1;
+        return;
+    }
+    memcpy(s->post + s->post_len, in, len);
+    s->post_len += len;
+    s->post[s->post_len] = 0;
+}
+
 static int http_request(vx_server *srv, struct lws *wsi, pss_t *pss, const char *path)
 {
     srv->c.http_requests++;
@@ -692,11 +788,14 @@ static int http_request(vx_server *srv, struct lws *wsi, pss_t *pss, const char 
     char *uri;
     int ulen;
     int method = lws_http_get_uri_and_method(wsi, &uri, &ulen);
+    if (vx_rest_is_path(path))
+        return rest_request(s, method, path);
     route r = route_of(path);
     if (r == R_NONE)
         return http_detail(s, 404,
                            "not found: %.200s (endpoints: /ws/detections, /ws/gate-check, /stream, "
-                           "/health, /model-status, /info, /metrics)",
+                           "/health, /model-status, /info, /metrics, /gate/completions, /gate/session/{id}, "
+                           "/gate/stats, /gate/config, /gate/reset, /counts, /counts/reset)",
                            path);
     if (method != LWSHUMETH_GET) {
         /* With a body, answer once it has been read: closing with unread
@@ -716,12 +815,12 @@ static int http_request(vx_server *srv, struct lws *wsi, pss_t *pss, const char 
     case R_STREAM: return stream_start(s);
     case R_HEALTH:
         return http_respond(s, 200, "application/json",
-                            vx_fmt_health(srv->o.pipelines, &srv->o.model, up, &srv->c), 0);
-    case R_MODEL: return http_respond(s, 200, "application/json", vx_fmt_model_status(&srv->o.model), 0);
-    case R_INFO: return http_respond(s, 200, "application/json", vx_fmt_info(&srv->o.model), 0);
+                            vx_fmt_health(srv->o.pipelines, &srv->o.model, up, &srv->c), NULL);
+    case R_MODEL: return http_respond(s, 200, "application/json", vx_fmt_model_status(&srv->o.model), NULL);
+    case R_INFO: return http_respond(s, 200, "application/json", vx_fmt_info(&srv->o.model), NULL);
     case R_METRICS:
         return http_respond(s, 200, "text/plain; version=0.0.4; charset=utf-8",
-                            vx_fmt_metrics(srv->o.pipelines, &srv->c, up), 0);
+                            vx_fmt_metrics(srv->o.pipelines, &srv->c, up), NULL);
     case R_NONE: break;
     }
     return -1;
@@ -767,8 +866,17 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_CLOSED: session_free(pss); return 0;
     case LWS_CALLBACK_HTTP: return pss ? http_request(srv, wsi, pss, in ? (const char *)in : "") : -1;
-    case LWS_CALLBACK_HTTP_BODY: return 0; /* bodies are never used: read and forgotten */
+    case LWS_CALLBACK_HTTP_BODY:
+        /* Only REST requests use bodies; others are read and forgotten. */
+        if (pss && pss->s && pss->s->rest && in)
+            rest_body(pss->s, in, len);
+        return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (pss && pss->s && pss->s->rest && pss->s->defer_status) {
+            const char *m = pss->s->defer_status == 1 ? "POST" : "PUT";
+            pss->s->defer_status = 0;
+            return rest_answer(pss->s, m);
+        }
         if (pss && pss->s && pss->s->defer_status) {
             pss->s->defer_status = 0;
             return http_detail(pss->s, 405, "method not allowed: this endpoint accepts GET only");

@@ -35,4 +35,25 @@ char *vx_fmt_model_status(const vx_server_model *model);
 char *vx_fmt_info(const vx_server_model *model);
 char *vx_fmt_metrics(vx_pipelines *p, const vx_server_counters *c, double uptime_s);
 
+/* ---- REST (rest.c) ------------------------------------------------------------ */
+
+typedef struct {
+    vx_pipelines *pipelines;
+    vx_store *store; /* may be NULL */
+} vx_rest_ctx;
+
+typedef struct {
+    unsigned status;
+    char *body;        /* JSON, malloc'ed (NULL: out of memory) */
+    const char *allow; /* for 405: the methods allowed */
+} vx_rest_reply;
+
+/* Whether a path is one of the REST endpoints (/gate/..., /counts...). */
+int vx_rest_is_path(const char *path);
+/* Answers one request.  params: decoded "name=value" strings. */
+void vx_rest_handle(const vx_rest_ctx *c, const char *method, const char *path, const char *const *params,
+                    int nparams, const char *body, size_t body_len, vx_rest_reply *r);
+/* Unix seconds or ISO 8601 into Unix seconds; -1 when malformed. */
+int vx_rest_parse_time(const char *v, double *out);
+
 #endif

@@ -10,6 +10,9 @@
  *   GET /stream?source=S&overlay=B            MJPEG (multipart/x-mixed-replace)
  *   GET /health, /model-status, /info         JSON
  *   GET /metrics                              Prometheus text format
+ *   GET /gate/completions, /gate/session/{id}, /gate/stats, GET/POST
+ *   /gate/config, POST /gate/reset, GET /counts, POST /counts/reset
+ *                                             the gate's REST API (rest.c)
  * Anything else is 404 with a JSON {"detail": ...}; other methods on known
  * paths 405.  A source the policy refuses, or that cannot be opened, gets a
  * WebSocket {"type":"error"} message and a close (HTTP: 403 / 400 / 503).
@@ -58,6 +61,8 @@ typedef struct {
     int client_queue;   /* messages per client before dropping (default 8) */
     int max_clients;    /* WebSocket + stream clients (default 256) */
     size_t max_message; /* largest message a client may send (default 4096 bytes) */
+    vx_store *store;    /* the gate's event store for REST queries (NULL: none); not owned */
+    size_t max_body;    /* largest POST body (default 64 KiB; larger: 413) */
 } vx_server_opts;
 
 void vx_server_opts_default(vx_server_opts *o);

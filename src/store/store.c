@@ -252,13 +252,23 @@ vx_err vx_store_open(const char *path, vx_store **out)
     *out = NULL;
     if (!path || !*path)
         return vx_fail(VX_ERR_INVALID, "store: no database path");
-    /* The data folder itself is created; its parents must exist. */
+    /* The data folder is created (with its parents) on first use. */
     const char *slash = strrchr(path, '/');
     if (slash && slash != path) {
         char dir[4096];
         snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
-        if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-            return vx_fail(VX_ERR_IO, "store %s: cannot create folder %s: %s", path, dir, strerror(errno));
+        for (char *p = dir + 1;; p++) {
+            if (*p && *p != '/')
+                continue;
+            char c = *p;
+            *p = 0;
+            if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+                return vx_fail(VX_ERR_IO, "store %s: cannot create folder %s: %s", path, dir,
+                               strerror(errno));
+            *p = c;
+            if (!c)
+                break;
+        }
     }
     vx_store *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {
