@@ -49,7 +49,10 @@ typedef struct {
     double start;
     int fixed_visitor; /* a guard was present: the role can no longer change */
     int ever_guard, ever_contact;
-    double interaction;
+    double interaction_closed; /* contact time of finished contact periods */
+    double contact_on_t;       /* start of the current one */
+    double interaction;        /* settled contact time, as of the last evaluation */
+    double last_eval;          /* evidence time of the last evaluation that did not complete */
     credit credits[GUARD_CREDIT_MAX];
     int ncredits;
     uint32_t assigned_guard;
@@ -69,12 +72,16 @@ typedef struct {
     double t_first, t_last_seen;
     float box[4];
     float conf;
-    float sm_c[SMOOTH_MAX][2], sm_f[SMOOTH_MAX][2];
+    float sm_b[SMOOTH_MAX][4]; /* the last matched boxes */
+    double sm_t[SMOOTH_MAX];
     int nsm, smpos;
-    float cx, cy, fx, fy; /* smoothed centre and foot point */
+    float sbox[4];        /* smoothed box */
+    float cx, cy, fx, fy; /* its centre and foot point */
+    double st;            /* the stream time they stand for: the mean of the window's */
     hyst ga, anchor, contact;
     double ga_enter_t;
-    double anchor_dwell, zone_dwell;
+    double anchor_closed, anchor_on_t; /* anchor dwell: finished visits, start of the current */
+    double zone_dwell;
     vx_gate_role role;
     vx_gate_state state;
     int fixed_visitor;
@@ -387,11 +394,47 @@ static void emit(frame_ctx *f, rec *r, vx_gate_event_type type, double t, uint32
     }
 }
 
+/* The stream time up to which a filtered state is settled: the smoothed
+ * point's time, or the start of a pending run of disagreeing frames (the
+ * state may be about to flip back to then; nothing after it counts yet). */
+static double evidence_t(const rec *r, const hyst *h)
+{
+    return h->run > 0 ? h->run_t : r->st;
+}
+
+static double anchor_dwell(const rec *r)
+{
+    double d = r->anchor_closed;
+    if (r->anchor.state) {
+        double e = evidence_t(r, &r->anchor);
+        if (e > r->anchor_on_t)
+            d += e - r->anchor_on_t;
+    }
+    return d;
+}
+
+/* Contact time of v's session up to stream time `upto` (and never past the
+ * evidence). */
+static double interaction_at(const rec *v, double upto)
+{
+    const session *s = &v->s;
+    double x = s->interaction_closed;
+    if (v->contact.state) {
+        double e = evidence_t(v, &v->contact);
+        if (upto < e)
+            e = upto;
+        if (e > s->contact_on_t)
+            x += e - s->contact_on_t;
+    }
+    return x;
+}
+
 static double guard_dwell(const vx_gate *g, const rec *r, double t)
 {
     if (g->cfg.anchor_mode == VX_GATE_ANCHOR_NONE)
         return t - r->t_first;
-    return r->zone_dwell > r->anchor_dwell ? r->zone_dwell : r->anchor_dwell;
+    double a = anchor_dwell(r);
+    return r->zone_dwell > a ? r->zone_dwell : a;
 }
 
 static void add_credit(session *s, uint32_t id, double dt)
@@ -410,22 +453,31 @@ static void add_credit(session *s, uint32_t id, double dt)
     }
 }
 
-/* The guard a completion is about: most contact time; else the assigned one. */
-static uint32_t best_guard(const session *s)
+/* The guard a completion is about: most contact time (the current contact
+ * period included); else the assigned one. */
+static uint32_t best_guard(const rec *v)
 {
+    const session *s = &v->s;
+    double ongoing = v->contact.state ? interaction_at(v, INFINITY) - s->interaction_closed : 0;
     uint32_t id = 0;
     double best = 0;
-    for (int i = 0; i < s->ncredits; i++)
-        if (s->credits[i].t > best) {
-            best = s->credits[i].t;
+    int seen = 0;
+    for (int i = 0; i < s->ncredits; i++) {
+        double c = s->credits[i].t + (s->credits[i].id == v->contact_guard ? ongoing : 0);
+        seen |= s->credits[i].id == v->contact_guard;
+        if (c > best) {
+            best = c;
             id = s->credits[i].id;
         }
+    }
+    if (!seen && v->contact.state && v->contact_guard && ongoing > best)
+        id = v->contact_guard;
     return id ? id : s->assigned_guard;
 }
 
-static double score_of(const vx_gate_config *c, const session *s)
+static double score_of(const vx_gate_config *c, const session *s, double interaction)
 {
-    double contact = c->interaction_min_overlap_s > 0 ? s->interaction / c->interaction_min_overlap_s : 0;
+    double contact = c->interaction_min_overlap_s > 0 ? interaction / c->interaction_min_overlap_s : 0;
     if (contact > 1)
         contact = 1;
     if (contact < 0)
@@ -443,17 +495,20 @@ static double score_of(const vx_gate_config *c, const session *s)
     return sc > 1 ? 1 : sc;
 }
 
-static void criteria_of(const vx_gate *g, const rec *v, double t, vx_gate_criteria *cr, double *gdwell)
+/* The criteria as of stream time t; also the guard's dwell and the score. */
+static void criteria_of(const vx_gate *g, const rec *v, double t, vx_gate_criteria *cr, double *gdwell,
+                        double *score)
 {
     const vx_gate_config *c = &g->cfg;
-    const session *s = &v->s;
-    uint32_t gid = best_guard(s);
+    uint32_t gid = best_guard(v);
     const rec *gr = gid ? find_rec((vx_gate *)g, gid) : NULL;
+    double inter = interaction_at(v, t);
     *gdwell = gr ? guard_dwell(g, gr, t) : 0;
+    *score = score_of(c, &v->s, inter);
     cr->visitor_dwell = t - v->ga_enter_t >= c->person_min_dwell_s - 1e-9;
     cr->guard_dwell = gr && *gdwell >= c->guard_min_dwell_s - 1e-9;
-    cr->interaction = s->interaction >= c->interaction_min_overlap_s - 1e-9;
-    cr->score = s->score >= c->threshold - 1e-9;
+    cr->interaction = inter >= c->interaction_min_overlap_s - 1e-9;
+    cr->score = *score >= c->threshold - 1e-9;
 }
 
 /* Ends rec's open session at time t with a verdict, writing the completion. */
@@ -464,11 +519,13 @@ static void close_session(frame_ctx *f, rec *v, double t, int completed, vx_gate
     if (!s->open)
         return;
     vx_gate_criteria cr;
-    double gdwell;
-    criteria_of(g, v, t, &cr, &gdwell);
-    uint32_t gid = best_guard(s);
+    double gdwell, score;
+    criteria_of(g, v, t, &cr, &gdwell, &score);
+    uint32_t gid = best_guard(v);
+    double inter = interaction_at(v, t);
+    s->score = score;
     emit(f, v, completed ? VX_GATE_EV_CHECK_COMPLETED : VX_GATE_EV_CHECK_FAILED, t, gid,
-         g->cfg.gate_area.zone_id, (float)s->score, completed ? VX_GATE_FAIL_NONE : reason);
+         g->cfg.gate_area.zone_id, (float)score, completed ? VX_GATE_FAIL_NONE : reason);
     vx_gate_result *res = f->res;
     if (!grow((void **)&res->completions, &res->cap_completions, res->ncompletions + 1,
               sizeof *res->completions) ||
@@ -488,7 +545,7 @@ static void close_session(frame_ctx *f, rec *v, double t, int completed, vx_gate
         c->window_end = t;
         c->visitor_dwell_s = t - v->ga_enter_t;
         c->guard_dwell_s = gdwell;
-        c->interaction_s = s->interaction;
+        c->interaction_s = inter;
         c->min_center_dist = s->min_dist;
         c->max_iou = s->max_iou;
         c->score = s->score;
@@ -527,6 +584,7 @@ static void open_session(frame_ctx *f, rec *v, double t0)
     session_clear(s);
     s->open = 1;
     s->start = t0;
+    s->last_eval = t0;
     memset(&v->contact, 0, sizeof v->contact);
     s->min_dist = -1;
     long long ms = llround(t0 * 1000.0);
@@ -548,9 +606,16 @@ static void promote_guard(frame_ctx *f, rec *r, double t, const char *zone)
 static void leave_gate(frame_ctx *f, rec *r, double t, int timed_out)
 {
     vx_gate *g = f->g;
-    if (r->contact.state) /* contact ends at the gate's edge at the latest */
+    if (r->contact.state) { /* contact ends at the gate's edge at the latest */
+        if (r->s.open) {
+            double x = interaction_at(r, t) - r->s.interaction_closed;
+            r->s.interaction_closed += x;
+            add_credit(&r->s, r->contact_guard, x);
+        }
+        r->contact.state = 0;
         emit(f, r, VX_GATE_EV_CONTACT_ENDED, t, r->contact_guard, g->cfg.gate_area.zone_id, r->conf,
              VX_GATE_FAIL_NONE);
+    }
     r->ga.state = 0;
     r->ga.run = 0;
     g->counts.gate_exits++;
@@ -574,9 +639,7 @@ static void zones_step(frame_ctx *f, rec *r)
     double t = f->t, t0;
     int has_anchor = c->has_guard_anchor && c->anchor_mode != VX_GATE_ANCHOR_NONE;
 
-    /* dwell over the interval that just ended, by the filtered state */
-    if (r->anchor.state)
-        r->anchor_dwell += f->dt;
+    /* time in either zone (a guard's dwell), per frame interval */
     if (r->anchor.state || r->ga.state)
         r->zone_dwell += f->dt;
     if (!r->visible)
@@ -585,22 +648,23 @@ static void zones_step(frame_ctx *f, rec *r)
     int raw_anchor = has_anchor && vx_gate_zone_contains(&c->guard_anchor, f->width, f->height, r->fx, r->fy);
     int raw_ga = vx_gate_zone_contains(&c->gate_area, f->width, f->height, r->fx, r->fy);
 
-    if (hyst_step(&r->anchor, raw_anchor, t, k, &t0)) {
+    if (hyst_step(&r->anchor, raw_anchor, r->st, k, &t0)) {
         if (r->anchor.state) {
-            r->anchor_dwell += t - t0;
+            r->anchor_on_t = t0;
             g->counts.anchor_entries++;
             if (r->role == VX_GATE_ROLE_GUARD)
                 emit(f, r, VX_GATE_EV_GUARD_ANCHORED, t0, 0, c->guard_anchor.zone_id, r->conf,
                      VX_GATE_FAIL_NONE);
         } else {
-            r->anchor_dwell -= t - t0;
+            if (t0 > r->anchor_on_t)
+                r->anchor_closed += t0 - r->anchor_on_t;
             g->counts.anchor_exits++;
             if (r->role == VX_GATE_ROLE_GUARD)
                 emit(f, r, VX_GATE_EV_GUARD_LEFT_ANCHOR, t0, 0, c->guard_anchor.zone_id, r->conf,
                      VX_GATE_FAIL_NONE);
         }
     }
-    if (hyst_step(&r->ga, raw_ga, t, k, &t0)) {
+    if (hyst_step(&r->ga, raw_ga, r->st, k, &t0)) {
         if (r->ga.state) {
             r->ga_enter_t = t0;
             g->counts.gate_entries++;
@@ -620,11 +684,11 @@ static void zones_step(frame_ctx *f, rec *r)
     }
 
     /* anchor guard: accumulated anchor dwell reaches guard_min_dwell_s */
+    double ad = anchor_dwell(r);
     if (has_anchor && r->role != VX_GATE_ROLE_GUARD && !r->fixed_visitor && !r->s.fixed_visitor &&
-        r->anchor_dwell >= c->guard_min_dwell_s - 1e-9 && r->anchor_dwell > 0) {
-        double tc = t - (r->anchor_dwell - c->guard_min_dwell_s);
-        if (tc > t)
-            tc = t;
+        ad >= c->guard_min_dwell_s - 1e-9 && ad > 0) {
+        /* the moment the dwell reached the minimum */
+        double tc = r->anchor.state ? evidence_t(r, &r->anchor) - (ad - c->guard_min_dwell_s) : t;
         promote_guard(f, r, tc, c->guard_anchor.zone_id);
     }
 }
@@ -659,14 +723,15 @@ static int guard_present(const vx_gate *g, const rec *gr)
     return gr->anchor.state || gr->ga.state;
 }
 
-/* Centre distance over mean height, and IoU, of two records. */
+/* Centre distance over mean height, and IoU, of two records' smoothed
+ * boxes (the same boxes, and so the same moment, as their zone tests). */
 static void proximity(const rec *a, const rec *b, double *dist, double *iou)
 {
-    double ha = a->box[3] - a->box[1], hb = b->box[3] - b->box[1];
+    double ha = a->sbox[3] - a->sbox[1], hb = b->sbox[3] - b->sbox[1];
     double mh = 0.5 * (ha + hb);
     double dx = a->cx - b->cx, dy = a->cy - b->cy;
     *dist = mh > 0 ? sqrt(dx * dx + dy * dy) / mh : INFINITY;
-    *iou = vx_track_iou(a->box, b->box);
+    *iou = vx_track_iou(a->sbox, b->sbox);
 }
 
 static void visitor_step(frame_ctx *f, rec *v)
@@ -750,25 +815,21 @@ static void visitor_step(frame_ctx *f, rec *v)
     }
     s->assigned_guard = contact_id ? contact_id : nearest;
 
-    /* contact filter and contact time */
-    if (v->contact.state && open) {
-        s->interaction += f->dt;
-        add_credit(s, v->contact_guard, f->dt);
-    }
-    if (v->visible && hyst_step(&v->contact, contact_id != 0, t, c->multi_frame_consensus, &t0)) {
+    /* contact filter; contact time is kept as periods between the
+     * (backdated) transitions */
+    if (v->visible && hyst_step(&v->contact, contact_id != 0, v->st, c->multi_frame_consensus, &t0)) {
         if (v->contact.state) {
             v->contact_guard = contact_id;
             if (open) {
-                s->interaction += t - t0;
-                add_credit(s, v->contact_guard, t - t0);
+                s->contact_on_t = t0;
                 s->ever_contact = 1;
             }
             emit(f, v, VX_GATE_EV_CONTACT_STARTED, t0, contact_id, c->gate_area.zone_id, v->conf,
                  VX_GATE_FAIL_NONE);
         } else {
-            if (open) {
-                s->interaction -= t - t0;
-                add_credit(s, v->contact_guard, -(t - t0));
+            if (open && t0 > s->contact_on_t) {
+                s->interaction_closed += t0 - s->contact_on_t;
+                add_credit(s, v->contact_guard, t0 - s->contact_on_t);
             }
             emit(f, v, VX_GATE_EV_CONTACT_ENDED, t0, v->contact_guard, c->gate_area.zone_id, v->conf,
                  VX_GATE_FAIL_NONE);
@@ -789,44 +850,67 @@ static void visitor_step(frame_ctx *f, rec *v)
             s->pose_known = 1;
         }
     }
-    s->score = score_of(c, s);
-
     v->state = v->contact.state ? VX_GATE_INTERACTION_WINDOW
                : any            ? VX_GATE_GUARD_PRESENT
                                 : VX_GATE_PRESENT_IN_GA;
 
+    /* Evaluate as of the time the evidence is settled for (presence and
+     * contact), and date a completion at the moment its last criterion was
+     * met: the later of dwell reached and contact time reached, never
+     * before the previous evaluation. */
+    double now = evidence_t(v, &v->ga);
+    if (v->contact.state && evidence_t(v, &v->contact) < now)
+        now = evidence_t(v, &v->contact);
     vx_gate_criteria cr;
-    double gd;
-    criteria_of(g, v, t, &cr, &gd);
+    double gd, score;
+    criteria_of(g, v, now, &cr, &gd, &score);
+    s->score = score;
+    s->interaction = interaction_at(v, now);
     if (cr.visitor_dwell && cr.guard_dwell && cr.interaction && cr.score) {
-        close_session(f, v, t, 1, VX_GATE_FAIL_NONE);
+        double tc = v->ga_enter_t + c->person_min_dwell_s;
+        if (v->contact.state && s->interaction_closed < c->interaction_min_overlap_s) {
+            double ti = s->contact_on_t + (c->interaction_min_overlap_s - s->interaction_closed);
+            if (ti > tc)
+                tc = ti;
+        }
+        if (tc < s->last_eval)
+            tc = s->last_eval;
+        if (tc > now)
+            tc = now;
+        close_session(f, v, tc, 1, VX_GATE_FAIL_NONE);
         v->state = VX_GATE_CHECK_COMPLETED;
+    } else if (now > s->last_eval) {
+        s->last_eval = now;
     }
 }
 
-static void smooth_push(const vx_gate_config *c, rec *r)
+/* Moving average over the last jitter_smooth_window matched boxes.  The
+ * average of positions sampled at t1..tW is where a steadily moving person
+ * was at the average of t1..tW, (W-1)/2 frames ago, not now: transitions
+ * found on the smoothed point are dated at that time (st), which removes
+ * the filter's lag from event times and dwell sums. */
+static void smooth_push(const vx_gate_config *c, rec *r, double t)
 {
-    float cx = 0.5f * (r->box[0] + r->box[2]), cy = 0.5f * (r->box[1] + r->box[3]);
-    r->sm_c[r->smpos][0] = cx;
-    r->sm_c[r->smpos][1] = cy;
-    r->sm_f[r->smpos][0] = cx;
-    r->sm_f[r->smpos][1] = r->box[3];
+    memcpy(r->sm_b[r->smpos], r->box, sizeof r->box);
+    r->sm_t[r->smpos] = t;
     r->smpos = (r->smpos + 1) % SMOOTH_MAX;
     if (r->nsm < SMOOTH_MAX)
         r->nsm++;
     int w = c->jitter_smooth_window < r->nsm ? c->jitter_smooth_window : r->nsm;
-    double sx = 0, sy = 0, fx = 0, fy = 0;
+    double b[4] = {0, 0, 0, 0}, st = 0;
     for (int i = 0; i < w; i++) {
         int k = (r->smpos - 1 - i + SMOOTH_MAX) % SMOOTH_MAX;
-        sx += r->sm_c[k][0];
-        sy += r->sm_c[k][1];
-        fx += r->sm_f[k][0];
-        fy += r->sm_f[k][1];
+        for (int e = 0; e < 4; e++)
+            b[e] += r->sm_b[k][e];
+        st += r->sm_t[k];
     }
-    r->cx = (float)(sx / w);
-    r->cy = (float)(sy / w);
-    r->fx = (float)(fx / w);
-    r->fy = (float)(fy / w);
+    for (int e = 0; e < 4; e++)
+        r->sbox[e] = (float)(b[e] / w);
+    r->st = st / w;
+    r->cx = 0.5f * (r->sbox[0] + r->sbox[2]);
+    r->cy = 0.5f * (r->sbox[1] + r->sbox[3]);
+    r->fx = r->cx;
+    r->fy = r->sbox[3];
 }
 
 static int is_person(const vx_gate_config *c, int cls)
@@ -870,7 +954,7 @@ static void snapshot(frame_ctx *f)
             o->state = r->state;
             o->in_gate = r->ga.state;
             o->dwell_s = r->ga.state ? f->t - r->ga_enter_t : 0;
-            o->interaction_s = r->s.open ? r->s.interaction : 0;
+            o->interaction_s = r->s.open ? interaction_at(r, INFINITY) : 0;
             o->guard_id = r->s.open ? r->s.assigned_guard : 0;
             o->contact = r->contact.state;
             o->score = r->s.open ? r->s.score : 0;
@@ -953,7 +1037,7 @@ vx_err vx_gate_process(vx_gate *g, const vx_gate_frame *fr, vx_gate_result *res)
             r->box[0] = tk->x1, r->box[1] = tk->y1, r->box[2] = tk->x2, r->box[3] = tk->y2;
             r->conf = tk->conf;
             r->t_last_seen = fr->t;
-            smooth_push(c, r);
+            smooth_push(c, r, fr->t);
         }
     }
 

@@ -13,8 +13,9 @@
  *     contact tests the smoothed centres;
  *   - hysteresis: zone membership and contact flip only after
  *     multi_frame_consensus consecutive frames agree; the transition is then
- *     dated at the first of those frames (events carry that stream time, so
- *     the delay of the filter does not bias timings);
+ *     dated at the first of those frames, and at the time the smoothed point
+ *     stands for (the mean time of its window, (W-1)/2 frames back), so
+ *     neither filter delays event times or biases dwell and contact sums;
  *   - roles: a guard is a confirmed track that has dwelt (accumulated) in the
  *     guard anchor for guard_min_dwell_s.  Mode `either` also promotes a
  *     track that has been in the gate area for guard_min_dwell_s, still
