@@ -39,7 +39,7 @@ import traceback
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_server_e2e import HOST, WS, Server, http_get  # noqa: E402
+from test_server_e2e import HOST, WS, Server, http_get, metrics  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -270,6 +270,10 @@ def test_mqtt_published(ctx):
         assert p["gate_id"] == "walkway" and p["source"], p
     seen_ws = {e["event_id"] for e in ctx.get("events", [])}
     assert seen_ws <= set(ids), f"events seen on WebSocket but not over MQTT: {seen_ws - set(ids)}"
+    m = metrics(ctx["port"])
+    assert m["verolux_mqtt_connected"] == 1, m
+    assert m['verolux_mqtt_messages_total{state="published"}'] >= len(got), m
+    assert m['verolux_mqtt_messages_total{state="dropped"}'] == 0, m
 
 
 def test_completions_and_stats(ctx):

@@ -501,6 +501,7 @@ int vx_cmd_serve(int argc, char **argv)
     so.client_queue = cfg.client_queue;
     so.max_clients = cfg.max_clients;
     so.store = store;
+    so.mqtt = mqtt;
     so.model = (vx_server_model){
         .path = cfg.model_path,
         .name = model_name,

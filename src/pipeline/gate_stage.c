@@ -134,6 +134,7 @@ static const char *keep(vx_gate_stage *g, int *nt, char *text)
     return text;
 }
 
+/* Adds the gate and source to o (kept by the caller) and renders it. */
 static char *dump_with(json_t *o, const char *gate_id, const char *source)
 {
     if (!o)
@@ -195,7 +196,9 @@ char *vx_gate_stage_run(vx_gate_stage *g, const vx_pipeline_det *dets, int n, in
     char **comp_text = r->ncompletions ? calloc((size_t)r->ncompletions, sizeof *comp_text) : NULL;
     for (int i = 0; i < r->ncompletions; i++) {
         const vx_gate_completion *c = &r->completions[i];
-        comp_text[i] = dump_with(vx_gate_completion_to_json(c), gate_id, g->source);
+        json_t *cj = vx_gate_completion_to_json(c);
+        comp_text[i] = dump_with(cj, gate_id, g->source);
+        json_decref(cj);
         /* The session may have opened before this run's store writes (or
          * in a frame whose commit failed): the upsert creates it then. */
         double started = wall_s - (c->window_end - c->window_start);

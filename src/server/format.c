@@ -452,3 +452,32 @@ char *vx_fmt_metrics(vx_pipelines *p, const vx_server_counters *c, double uptime
     }
     return b.data;
 }
+
+char *vx_fmt_metrics_mqtt(vx_mqtt *mqtt)
+{
+    sbuf b = {0};
+    sb_printf(&b, "%s", "");
+    if (mqtt) {
+        vx_mqtt_stats st;
+        vx_mqtt_stats_get(mqtt, &st);
+        help(&b, "verolux_mqtt_connected", "gauge", "1 while connected to the MQTT broker.");
+        sb_printf(&b, "verolux_mqtt_connected %d\n", st.connected);
+        help(&b, "verolux_mqtt_messages_total", "counter",
+             "Gate messages for MQTT: queued, acknowledged by the broker, dropped from a full buffer.");
+        sb_printf(&b, "verolux_mqtt_messages_total{state=\"queued\"} %llu\n", (unsigned long long)st.queued);
+        sb_printf(&b, "verolux_mqtt_messages_total{state=\"published\"} %llu\n",
+                  (unsigned long long)st.published);
+        sb_printf(&b, "verolux_mqtt_messages_total{state=\"dropped\"} %llu\n",
+                  (unsigned long long)st.dropped);
+        help(&b, "verolux_mqtt_pending", "gauge", "Messages buffered or in flight, not yet acknowledged.");
+        sb_printf(&b, "verolux_mqtt_pending %d\n", st.pending);
+        help(&b, "verolux_mqtt_reconnects_total", "counter", "Connections to the broker after the first.");
+        sb_printf(&b, "verolux_mqtt_reconnects_total %llu\n",
+                  (unsigned long long)(st.connects > 0 ? st.connects - 1 : 0));
+    }
+    if (b.oom) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data;
+}

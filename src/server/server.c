@@ -818,9 +818,16 @@ static int http_request(vx_server *srv, struct lws *wsi, pss_t *pss, const char 
                             vx_fmt_health(srv->o.pipelines, &srv->o.model, up, &srv->c), NULL);
     case R_MODEL: return http_respond(s, 200, "application/json", vx_fmt_model_status(&srv->o.model), NULL);
     case R_INFO: return http_respond(s, 200, "application/json", vx_fmt_info(&srv->o.model), NULL);
-    case R_METRICS:
-        return http_respond(s, 200, "text/plain; version=0.0.4; charset=utf-8",
-                            vx_fmt_metrics(srv->o.pipelines, &srv->c, up), NULL);
+    case R_METRICS: {
+        char *text = vx_fmt_metrics(srv->o.pipelines, &srv->c, up);
+        char *more = vx_fmt_metrics_mqtt(srv->o.mqtt);
+        char *all = text && more ? malloc(strlen(text) + strlen(more) + 1) : NULL;
+        if (all)
+            strcat(strcpy(all, text), more);
+        free(text);
+        free(more);
+        return http_respond(s, 200, "text/plain; version=0.0.4; charset=utf-8", all, NULL);
+    }
     case R_NONE: break;
     }
     return -1;

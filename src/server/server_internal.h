@@ -34,6 +34,8 @@ char *vx_fmt_health(vx_pipelines *p, const vx_server_model *model, double uptime
 char *vx_fmt_model_status(const vx_server_model *model);
 char *vx_fmt_info(const vx_server_model *model);
 char *vx_fmt_metrics(vx_pipelines *p, const vx_server_counters *c, double uptime_s);
+/* The MQTT publisher's metrics ("" without one). */
+char *vx_fmt_metrics_mqtt(vx_mqtt *mqtt);
 
 /* ---- REST (rest.c) ------------------------------------------------------------ */
 

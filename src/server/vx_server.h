@@ -63,6 +63,7 @@ typedef struct {
     size_t max_message; /* largest message a client may send (default 4096 bytes) */
     vx_store *store;    /* the gate's event store for REST queries (NULL: none); not owned */
     size_t max_body;    /* largest POST body (default 64 KiB; larger: 413) */
+    vx_mqtt *mqtt;      /* the gate's MQTT publisher, for /metrics (NULL: none); not owned */
 } vx_server_opts;
 
 void vx_server_opts_default(vx_server_opts *o);
