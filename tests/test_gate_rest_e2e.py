@@ -427,6 +427,60 @@ def test_config_update(ctx):
         ws.close()
 
 
+def test_kill9_and_restart(binary, folder, rules):
+    """kill -9 while events flow: every event a client received is in the
+    store, which opens cleanly; a restarted server on the same store closes
+    the sessions the dead one left open and serves the old events."""
+    db = os.path.join(folder, "kill9", "gate.db")
+    srv = Server(binary, ["--gate-rules", rules, "--db", db])
+    events = []
+    try:
+        # Killed while a visitor's session is open (entered, no verdict yet).
+        ws = WS(srv.port, "/ws/gate-check")
+        deadline = time.monotonic() + 60
+        open_ids = set()
+        while not open_ids:
+            assert time.monotonic() < deadline, f"no open session within 60 s: {events}"
+            m = ws.recv_json()
+            if m["type"] != "gate_check":
+                continue
+            for e in m["events"]:
+                events.append(e)
+                if e["type"] == "person_entered_gate_area" and e.get("session_id"):
+                    open_ids.add(e["session_id"])
+                if e["type"] in ("check_completed", "check_failed"):
+                    open_ids.discard(e.get("session_id"))
+        srv.proc.kill()  # SIGKILL
+        srv.proc.wait(10)
+        ws.sock.close()
+    finally:
+        if srv.proc.poll() is None:
+            srv.proc.kill()
+            srv.proc.wait()
+    os.unlink(srv.log.name)
+    assert os.path.exists(db + "-wal"), "the WAL should still be there after a kill"
+    ids = [e["event_id"] for e in events]
+    rows = db_rows(db, "SELECT COUNT(*) FROM events WHERE id IN (%s)" % ",".join("?" * len(ids)), ids)
+    assert rows[0][0] == len(ids), "an event a client received was lost"
+    assert db_rows(db, "PRAGMA integrity_check")[0][0] == "ok"
+    open_before = db_rows(db, "SELECT COUNT(*) FROM sessions WHERE state = 'open'")[0][0]
+
+    srv = Server(binary, ["--gate-rules", rules, "--db", db])
+    try:
+        sid = next(e["session_id"] for e in events if e.get("session_id"))
+        status, _, doc = get_json(srv.port, "/gate/session/" + urllib.parse.quote(sid, safe=""))
+        assert status == 200, doc
+        assert {e["event_id"] for e in events if e.get("session_id") == sid} <= {x["event_id"] for x in doc["events"]}
+        left = db_rows(db, "SELECT COUNT(*) FROM sessions WHERE reason = 'server_restart'")[0][0]
+        assert left == open_before, (left, open_before)
+        assert open_before >= 1, "the session open at the kill is not in the store"
+        assert "closed as abandoned" in srv.stderr(), srv.stderr()[-2000:]
+    finally:
+        srv.stop()
+    print(f"     {len(ids)} events received before kill -9, all stored; {open_before} open sessions closed "
+          f"as abandoned on restart", flush=True)
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
@@ -463,6 +517,12 @@ def main():
         srv = None
         # The store opens cleanly after the server is gone.
         assert db_rows(db, "PRAGMA integrity_check")[0][0] == "ok"
+        try:
+            test_kill9_and_restart(binary, folder, rules)
+            print("ok   test_kill9_and_restart", flush=True)
+        except Exception:
+            failures.append("test_kill9_and_restart")
+            print("FAIL test_kill9_and_restart\n" + traceback.format_exc(), flush=True)
     finally:
         if srv and srv.proc.poll() is None:
             srv.proc.kill()

@@ -506,6 +506,44 @@ static void test_concurrent(void **state)
     tmp_clean(&t);
 }
 
+/* Sessions no engine will conclude are closed as abandoned, per source
+ * or all, and do not count as checks. */
+static void test_abandon(void **state)
+{
+    tmpdb t;
+    tmp_make(&t);
+    vx_store *s = must_open(t.path);
+    vx_store_session x[3] = {
+        {"a", "g", "cam1", 1, -1, VX_SESSION_OPEN, NULL, 1e9, 0, -1, NULL},
+        {"b", "g", "cam2", 2, -1, VX_SESSION_OPEN, NULL, 1e9, 0, -1, NULL},
+        {"c", "g", "cam1", 3, 4, VX_SESSION_COMPLETED, NULL, 1e9, 1e9 + 5, 0.95, NULL},
+    };
+    vx_store_batch b = {.sessions = x, .n_sessions = 3};
+    assert_int_equal(vx_store_write(s, &b, NULL), VX_OK);
+    assert_int_equal(vx_store_abandon_sessions(s, "cam1", "stream_restarted", 1e9 + 10), 1);
+    assert_int_equal(vx_store_abandon_sessions(s, "cam1", "stream_restarted", 1e9 + 10), 0);
+    json_t *sess = NULL, *evs = NULL;
+    assert_int_equal(vx_store_session_get(s, "a", &sess, &evs), VX_OK);
+    assert_string_equal(json_string_value(json_object_get(sess, "state")), "abandoned");
+    assert_string_equal(json_string_value(json_object_get(sess, "reason")), "stream_restarted");
+    json_decref(sess);
+    json_decref(evs);
+    assert_int_equal(vx_store_session_get(s, "c", &sess, &evs), VX_OK);
+    assert_string_equal(json_string_value(json_object_get(sess, "state")), "completed");
+    json_decref(sess);
+    json_decref(evs);
+    vx_store_stats st;
+    assert_int_equal(vx_store_stats_get(s, 0, 0, &st), VX_OK);
+    assert_int_equal(st.open_sessions, 1);
+    assert_int_equal(st.total_checks, 1);
+    assert_int_equal(vx_store_abandon_sessions(s, NULL, "server_restart", 1e9 + 20), 1);
+    assert_int_equal(vx_store_stats_get(s, 0, 0, &st), VX_OK);
+    assert_int_equal(st.open_sessions, 0);
+    assert_int_equal(st.total_checks, 1);
+    vx_store_close(s);
+    tmp_clean(&t);
+}
+
 static void test_bad_path(void **state)
 {
     vx_store *s = NULL;
@@ -540,6 +578,7 @@ int main(void)
         cmocka_unit_test(test_queries),
         cmocka_unit_test(test_reopen_after_kill),
         cmocka_unit_test(test_concurrent),
+        cmocka_unit_test(test_abandon),
         cmocka_unit_test(test_bad_path),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -446,6 +447,13 @@ int vx_cmd_serve(int argc, char **argv)
         VX_INFO("gate: rules %s; events stored in %s (SQLite, WAL, synchronous=FULL: committed before "
                 "they are sent)",
                 cfg.gate_rules, cfg.gate_db);
+        /* Sessions a previous run left open (it crashed or was stopped
+         * mid-visit) can never conclude now. */
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        int64_t left = vx_store_abandon_sessions(store, NULL, "server_restart", (double)now.tv_sec);
+        if (left > 0)
+            VX_INFO("gate: %lld sessions left open by the previous run closed as abandoned", (long long)left);
         if (cfg.mqtt_url[0]) {
             vx_mqtt_opts mo;
             vx_mqtt_opts_default(&mo);

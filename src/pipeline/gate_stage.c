@@ -162,6 +162,13 @@ char *vx_gate_stage_run(vx_gate_stage *g, const vx_pipeline_det *dets, int n, in
     vx_gate_config cfg;
     vx_gate_get_config(g->gate, &cfg);
     const char *gate_id = cfg.gate_id;
+    if (r->discontinuity && g->store) {
+        /* The engine dropped its sessions (the stream's time went back). */
+        int64_t k = vx_store_abandon_sessions(g->store, g->source, "stream_restarted", wall_s);
+        if (k > 0)
+            VX_INFO("gate %s: stream time went back; %lld open sessions closed as abandoned", g->source,
+                    (long long)k);
+    }
 
     /* Rows for the store: every event; a session opened per entry, closed
      * by its verdict; every completed check's record. */

@@ -921,6 +921,17 @@ static vx_err each_gate(vx_pipelines *m, void (*fn)(vx_gate *))
 
 vx_err vx_pipelines_gate_reset(vx_pipelines *m)
 {
+    /* The sessions the engines forget can never conclude: closed in the
+     * store first (a verdict that still comes before the reset takes
+     * effect simply overwrites this). */
+    if (m->gate_cfg && m->o.store) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t n =
+            vx_store_abandon_sessions(m->o.store, NULL, "reset", (double)ts.tv_sec + ts.tv_nsec * 1e-9);
+        if (n < 0)
+            VX_WARN("gate: %s", vx_last_error());
+    }
     vx_err err = each_gate(m, vx_gate_reset);
     if (!err)
         VX_INFO("gate: reset (tracks, roles and open sessions forgotten)");

@@ -72,6 +72,7 @@ enum {
     ST_INS_EVENT = 0,
     ST_UPS_SESSION,
     ST_INS_COMPLETION,
+    ST_ABANDON,
     ST_W_COUNT,
 };
 
@@ -97,6 +98,8 @@ static const char *const write_sql[ST_W_COUNT] = {
     "INSERT INTO completions(session_id, gate_id, source, visitor_id, guard_id, score, threshold, "
     "window_start, window_end, duration_s, wall_ts, payload) "
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    "UPDATE sessions SET state = 'abandoned', reason = ?2, ended_wall = ?3 "
+    "WHERE state = 'open' AND (?1 IS NULL OR source = ?1)",
 };
 
 static const char *const read_sql[SQ_COUNT] = {
@@ -429,6 +432,23 @@ vx_err vx_store_write(vx_store *s, const vx_store_batch *b, int64_t *event_ids)
     }
     pthread_mutex_unlock(&s->wlock);
     return err;
+}
+
+int64_t vx_store_abandon_sessions(vx_store *s, const char *source, const char *reason, double wall_ts)
+{
+    pthread_mutex_lock(&s->wlock);
+    sqlite3_stmt *st = s->ws[ST_ABANDON];
+    bind_text(st, 1, source);
+    bind_text(st, 2, reason ? reason : "abandoned");
+    sqlite3_bind_double(st, 3, wall_ts);
+    int64_t n = -1;
+    /* One statement is its own transaction (autocommit), synced like the rest. */
+    if (run(st) == SQLITE_OK)
+        n = sqlite3_changes64(s->w);
+    else
+        db_fail(s->w, VX_ERR_IO, "cannot close open sessions", s->path);
+    pthread_mutex_unlock(&s->wlock);
+    return n;
 }
 
 /* ---- queries ------------------------------------------------------------------------ */

@@ -104,6 +104,13 @@ typedef struct {
  * On failure nothing of the batch is stored. */
 vx_err vx_store_write(vx_store *s, const vx_store_batch *b, int64_t *event_ids);
 
+/* Ends the open sessions (of one source, or all when source is NULL) that
+ * no engine will ever conclude: a restart (the engines that held them are
+ * gone), a reset, a stream that jumped back.  They get state "abandoned"
+ * with `reason` and ended_wall = wall_ts, and do not count as checks.
+ * Returns how many, or -1 on error (message set). */
+int64_t vx_store_abandon_sessions(vx_store *s, const char *source, const char *reason, double wall_ts);
+
 /* ---- queries (for REST) --------------------------------------------------------- */
 
 /* Completions with wall time >= since (0: all), newest first, at most
