@@ -3,12 +3,16 @@
  * sessions -> events, completion records, counts.  See vx_gate.h for the
  * rules; the notes here are about how they are kept exact.
  *
- * Backdating.  A hysteresis filter flips after K agreeing frames, and the
- * flip is dated at the first of them (t0).  Accumulated times (anchor dwell,
- * contact time) are summed per frame interval while the filtered state is
- * on, and corrected at a flip by t - t0 (added on entering, removed on
- * leaving), so they equal the time between the backdated transitions, not
- * the filter's delayed view of it.
+ * Time base.  Zone tests and contact use the smoothed box (a moving average
+ * of the last matched boxes), which shows where someone was at the mean
+ * time of its window (st), not at the frame's time.  A hysteresis filter
+ * flips after K agreeing frames and the flip is dated at the st of the
+ * first of them.  Dwell in the anchor and contact time are kept as periods
+ * between those dated transitions (finished periods summed, the current
+ * one counted up to the evidence time: st, or the start of a pending run
+ * that may end it), so neither the smoothing nor the consensus delays an
+ * event or inflates a sum, and a contact that is about to end never
+ * completes a check.
  *
  * Occlusion.  A track the tracker still reports but did not match this
  * frame (missed > 0) keeps its filtered states frozen: a predicted box is not
