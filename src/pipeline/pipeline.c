@@ -91,7 +91,7 @@ struct vx_pipelines {
 };
 
 static const char *const stage_names[VX_STAGE_COUNT] = {
-    "grab_wait", "detector_wait", "preprocess", "inference", "postprocess", "publish", "jpeg",
+    "grab_wait", "detector_wait", "preprocess", "inference", "postprocess", "publish", "jpeg", "gate",
 };
 
 const char *vx_pipeline_stage_name(vx_pipeline_stage s)
@@ -377,13 +377,18 @@ static void *worker_main(void *arg)
             }
             /* Gate: its events are committed to the store inside, before
              * this message (which carries them) is published. */
-            if (p->gate && !err)
+            double gate_s = 0;
+            if (p->gate && !err) {
+                double tg = vx_now_s();
                 res->gate_json =
                     vx_gate_stage_run(p->gate, out, res->ndet, full_w, full_h, f->pts_s, f->capture_wall_s);
+                gate_s = vx_now_s() - tg;
+                vx_hist_add(&p->stages[VX_STAGE_GATE], gate_s);
+            }
             res->published_mono_s = vx_now_s();
             vx_fanout_publish(p->fanout, res);
             double t5 = vx_now_s();
-            vx_hist_add(&p->stages[VX_STAGE_PUBLISH], t5 - t4);
+            vx_hist_add(&p->stages[VX_STAGE_PUBLISH], t5 - t4 - gate_s);
             pthread_mutex_lock(&p->lock);
             p->messages++;
             pthread_mutex_unlock(&p->lock);

@@ -198,6 +198,7 @@ typedef enum {
     VX_STAGE_POSTPROCESS,   /* decode + NMS */
     VX_STAGE_PUBLISH,       /* building the message and queueing it for every subscriber */
     VX_STAGE_JPEG,          /* MJPEG encoding (only while someone watches) */
+    VX_STAGE_GATE,          /* tracker + gate engine + store commit + MQTT queueing (with gate rules) */
     VX_STAGE_COUNT
 } vx_pipeline_stage;
 
