@@ -3,7 +3,7 @@
  * (tracker included), every frame, and writes what they saw as JSON lines,
  * for tests/eval_mot.py to score against a scenario's ground truth.
  *
- *   eval_mot VIDEO RULES OUT.jsonl [--model PATH] [--scale F] [--threads N]
+ *   eval_mot VIDEO RULES OUT.jsonl [--model PATH] [--scale F] [--threads N] [--frames N]
  *
  * One line per frame:
  *   {"i","seq","t","w","h","dets":[[x1,y1,x2,y2,conf],...],
@@ -35,7 +35,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: eval_mot VIDEO RULES OUT.jsonl [--model PATH] [--scale F] [--threads N]\n");
+    fprintf(stderr,
+            "usage: eval_mot VIDEO RULES OUT.jsonl [--model PATH] [--scale F] [--threads N] [--frames N]\n");
     return 2;
 }
 
@@ -55,6 +56,7 @@ int main(int argc, char **argv)
     char model[1200] = "";
     double scale = 1.0;
     int threads = 1;
+    long max_frames = 0; /* 0: the whole video */
     for (int i = 4; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             snprintf(model, sizeof model, "%s", argv[++i]);
@@ -62,10 +64,12 @@ int main(int argc, char **argv)
             scale = atof(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
+            max_frames = atol(argv[++i]);
         else
             return usage();
     }
-    if (!(scale > 0 && scale <= 1) || threads < 0)
+    if (!(scale > 0 && scale <= 1) || threads < 0 || max_frames < 0)
         return usage();
     if (!model[0]) {
         const char *c = getenv("VEROLUX_CACHE"), *home = getenv("HOME");
@@ -117,7 +121,7 @@ int main(int argc, char **argv)
 
     uint64_t seq = 0;
     int nframes = 0;
-    for (;;) {
+    while (max_frames == 0 || nframes < max_frames) {
         vx_video_frame *f = NULL;
         vx_err err = vx_video_source_wait(src, seq, 60.0, &f);
         if (err == VX_ERR_UNAVAILABLE)
