@@ -70,9 +70,14 @@ int vx_rest_parse_time(const char *v, double *out)
 {
     if (!*v)
         return -1;
+    /* Plain decimal seconds only: no sign, exponent, hex or spaces. */
+    size_t digits = strspn(v, "0123456789");
+    int numeric =
+        digits > 0 &&
+        (!v[digits] || (v[digits] == '.' && strspn(v + digits + 1, "0123456789") == strlen(v + digits + 1)));
     char *end;
-    double d = strtod(v, &end);
-    if (!*end && end != v) {
+    double d = numeric ? strtod(v, &end) : 0;
+    if (numeric) {
         if (!isfinite(d) || d < 0 || d > 1e11)
             return -1;
         *out = d;
@@ -191,7 +196,7 @@ static int store_needed(const vx_rest_ctx *c, vx_rest_reply *r)
 
 static int gate_needed(const vx_rest_ctx *c, vx_rest_reply *r)
 {
-    if (vx_pipelines_gate_enabled(c->pipelines))
+    if (c->pipelines && vx_pipelines_gate_enabled(c->pipelines))
         return 0;
     reply_detail(r, 503, "the gate check is not configured (start with --gate-rules FILE)");
     return -1;
@@ -293,7 +298,7 @@ static void get_stats(const vx_rest_ctx *c, const char *const *params, int n, vx
     json_object_set_new(o, "avg_score", json_real(round(st.avg_score * 1e4) / 1e4));
     json_object_set_new(o, "avg_duration", json_real(round(st.avg_duration * 1e3) / 1e3));
     json_object_set_new(o, "total_events", json_integer(st.total_events));
-    json_t *state = vx_pipelines_gate_state(c->pipelines);
+    json_t *state = c->pipelines ? vx_pipelines_gate_state(c->pipelines) : NULL;
     if (!state)
         state = json_object();
     json_object_set_new(state, "open_sessions", json_integer(st.open_sessions));
@@ -303,6 +308,8 @@ static void get_stats(const vx_rest_ctx *c, const char *const *params, int n, vx
 
 static void get_config(const vx_rest_ctx *c, vx_rest_reply *r)
 {
+    if (gate_needed(c, r))
+        return;
     vx_gate_config cfg;
     if (vx_pipelines_gate_config(c->pipelines, &cfg) != VX_OK) {
         reply_detail(r, 503, "%s", vx_last_error());
@@ -404,6 +411,8 @@ void vx_rest_handle(const vx_rest_ctx *c, const char *method, const char *path, 
     if (!strcmp(path, "/gate/reset") || !strcmp(path, "/counts/reset")) {
         if (!post)
             return allow_only(r, path, "POST");
+        if (gate_needed(c, r))
+            return;
         int counts = !strcmp(path, "/counts/reset");
         vx_err err =
             counts ? vx_pipelines_gate_reset_counts(c->pipelines) : vx_pipelines_gate_reset(c->pipelines);
@@ -417,6 +426,8 @@ void vx_rest_handle(const vx_rest_ctx *c, const char *method, const char *path, 
     if (!strcmp(path, "/counts")) {
         if (!get)
             return allow_only(r, path, "GET");
+        if (gate_needed(c, r))
+            return;
         json_t *o = vx_pipelines_gate_counts(c->pipelines);
         if (!o)
             return reply_detail(r, 503, "the gate check is not configured (start with --gate-rules FILE)");

@@ -40,8 +40,8 @@ char *vx_fmt_metrics_mqtt(vx_mqtt *mqtt);
 /* ---- REST (rest.c) ------------------------------------------------------------ */
 
 typedef struct {
-    vx_pipelines *pipelines;
-    vx_store *store; /* may be NULL */
+    vx_pipelines *pipelines; /* may be NULL: no gate */
+    vx_store *store;         /* may be NULL */
 } vx_rest_ctx;
 
 typedef struct {
