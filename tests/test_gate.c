@@ -11,8 +11,10 @@
  * their third frame, hence the tolerances.
  */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -828,6 +830,82 @@ static void test_reset_and_discontinuity(void **state)
     vx_gate_destroy(g);
 }
 
+/* The running config swapped between frames: the new zones apply from the
+ * next frame (someone standing still is suddenly outside), and a reader on
+ * another thread always sees one whole config. */
+typedef struct {
+    vx_gate *g;
+    vx_gate_config a, b;
+    atomic_int stop;
+    int swaps, torn;
+} swapper;
+
+static void *swap_thread(void *p)
+{
+    swapper *w = p;
+    while (!atomic_load(&w->stop)) {
+        assert_int_equal(vx_gate_set_config(w->g, (w->swaps & 1) ? &w->a : &w->b), VX_OK);
+        vx_gate_config now;
+        vx_gate_get_config(w->g, &now);
+        if (memcmp(&now, &w->a, sizeof now) && memcmp(&now, &w->b, sizeof now))
+            w->torn++;
+        vx_gate_counts cnt;
+        vx_gate_get_counts(w->g, &cnt);
+        w->swaps++;
+    }
+    return NULL;
+}
+
+static void test_config_swap_at_run_time(void **state)
+{
+    (void)state;
+    vx_gate_config c;
+    scene_config(&c, VX_GATE_ANCHOR_EITHER);
+    vx_gate *g = make_gate(&c);
+    vx_gate_result res;
+    vx_gate_result_init(&res);
+    vx_track_det d = {420, 250, 480, 400, 0.9f, 0}; /* feet at (450, 400): in the gate area */
+    int k = 0;
+    for (; k < 20; k++) {
+        vx_gate_frame fr = {&d, 1, W, H, k * 0.1};
+        assert_int_equal(vx_gate_process(g, &fr, &res), VX_OK);
+    }
+    assert_int_equal(res.counts.in_gate, 1);
+    /* the gate area moves to the right half: the person is outside now */
+    vx_gate_config moved = c;
+    rect_zone(&moved.gate_area, "ga2", VX_GATE_ZONE_GATE_AREA, 500, 200, 700, 500);
+    assert_int_equal(vx_gate_set_config(g, &moved), VX_OK);
+    int left = 0;
+    for (; k < 30; k++) {
+        vx_gate_frame fr = {&d, 1, W, H, k * 0.1};
+        assert_int_equal(vx_gate_process(g, &fr, &res), VX_OK);
+        for (int i = 0; i < res.nevents; i++)
+            if (res.events[i].type == VX_GATE_EV_PERSON_LEFT) {
+                left++;
+                assert_float_equal(res.events[i].t, 2.0, 1e-6); /* the first frame under the new zones */
+                assert_string_equal(res.events[i].zone, "ga2");
+            }
+    }
+    assert_int_equal(left, 1);
+    assert_int_equal(res.counts.in_gate, 0);
+
+    /* swaps and reads from another thread while frames are processed */
+    swapper w = {.g = g, .a = c, .b = moved};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, swap_thread, &w), 0);
+    for (; k < 2030; k++) {
+        vx_gate_frame fr = {&d, 1, W, H, k * 0.1};
+        assert_int_equal(vx_gate_process(g, &fr, &res), VX_OK);
+    }
+    atomic_store(&w.stop, 1);
+    pthread_join(th, NULL);
+    assert_int_equal(w.torn, 0);
+    assert_true(w.swaps > 0);
+    assert_int_equal(res.counts.gate_entries, res.counts.gate_exits + res.counts.in_gate);
+    vx_gate_result_free(&res);
+    vx_gate_destroy(g);
+}
+
 /* ---- geometry ------------------------------------------------------------------------ */
 
 static void test_polygons(void **state)
@@ -1206,6 +1284,7 @@ int main(void)
         cmocka_unit_test(test_pose_hook_and_score),
         cmocka_unit_test(test_deterministic_and_json),
         cmocka_unit_test(test_reset_and_discontinuity),
+        cmocka_unit_test(test_config_swap_at_run_time),
         cmocka_unit_test(test_polygons),
     };
     const struct CMUnitTest config[] = {

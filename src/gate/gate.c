@@ -107,6 +107,8 @@ struct vx_gate {
     vx_track *tracks;
     int cap_tracks;
     int have_t;
+    int cfg_changed;  /* set_config ran since the last frame */
+    double cfg_since; /* stream time of the first frame under the current config */
     double prev_t;
     uint64_t seq;
     vx_gate_counts counts;
@@ -229,6 +231,7 @@ vx_err vx_gate_create(const vx_gate_config *cfg, const vx_gate_opts *opts, vx_ga
         free(g);
         return e;
     }
+    g->cfg_since = -INFINITY;
     pthread_mutex_init(&g->mu, NULL);
     *out = g;
     return VX_OK;
@@ -268,6 +271,7 @@ vx_err vx_gate_set_config(vx_gate *g, const vx_gate_config *cfg)
         return e;
     pthread_mutex_lock(&g->mu);
     g->cfg = *cfg;
+    g->cfg_changed = 1;
     pthread_mutex_unlock(&g->mu);
     return VX_OK;
 }
@@ -284,6 +288,7 @@ static void reset_locked(vx_gate *g)
     clear_records(g);
     vx_tracker_reset(g->tr);
     g->have_t = 0;
+    g->cfg_since = -INFINITY;
 }
 
 void vx_gate_reset(vx_gate *g)
@@ -652,7 +657,9 @@ static void zones_step(frame_ctx *f, rec *r)
     int raw_anchor = has_anchor && vx_gate_zone_contains(&c->guard_anchor, f->width, f->height, r->fx, r->fy);
     int raw_ga = vx_gate_zone_contains(&c->gate_area, f->width, f->height, r->fx, r->fy);
 
-    if (hyst_step(&r->anchor, raw_anchor, r->st, k, &t0)) {
+    /* nothing is dated before the zones it was judged by existed */
+    double ts = r->st < g->cfg_since ? g->cfg_since : r->st;
+    if (hyst_step(&r->anchor, raw_anchor, ts, k, &t0)) {
         if (r->anchor.state) {
             r->anchor_on_t = t0;
             g->counts.anchor_entries++;
@@ -668,7 +675,7 @@ static void zones_step(frame_ctx *f, rec *r)
                      VX_GATE_FAIL_NONE);
         }
     }
-    if (hyst_step(&r->ga, raw_ga, r->st, k, &t0)) {
+    if (hyst_step(&r->ga, raw_ga, ts, k, &t0)) {
         if (r->ga.state) {
             r->ga_enter_t = t0;
             g->counts.gate_entries++;
@@ -821,7 +828,8 @@ static void visitor_step(frame_ctx *f, rec *v)
 
     /* contact filter; contact time is kept as periods between the
      * (backdated) transitions */
-    if (v->visible && hyst_step(&v->contact, contact_id != 0, v->st, c->multi_frame_consensus, &t0)) {
+    double ts = v->st < g->cfg_since ? g->cfg_since : v->st;
+    if (v->visible && hyst_step(&v->contact, contact_id != 0, ts, c->multi_frame_consensus, &t0)) {
         if (v->contact.state) {
             v->contact_guard = contact_id;
             if (open) {
@@ -994,6 +1002,10 @@ vx_err vx_gate_process(vx_gate *g, const vx_gate_frame *fr, vx_gate_result *res)
                 g->prev_t, fr->t);
         reset_locked(g);
         res->discontinuity = 1;
+    }
+    if (g->cfg_changed) {
+        g->cfg_since = fr->t;
+        g->cfg_changed = 0;
     }
     frame_ctx f = {g, res, fr->t, g->have_t ? fr->t - g->prev_t : 0, fr->width, fr->height, 0};
     const vx_gate_config *c = &g->cfg;

@@ -343,7 +343,8 @@ vx_err vx_gate_process(vx_gate *g, const vx_gate_frame *frame, vx_gate_result *r
 
 /* Swaps the running config atomically (validated first; on error the
  * running one is untouched).  Track roles, timers and sessions carry over;
- * zone membership is re-evaluated on the new polygons from the next frame. */
+ * zone membership is re-evaluated on the new polygons from the next frame,
+ * and what they change is dated no earlier than that frame. */
 vx_err vx_gate_set_config(vx_gate *g, const vx_gate_config *cfg);
 void vx_gate_get_config(vx_gate *g, vx_gate_config *cfg);
 
