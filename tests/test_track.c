@@ -258,6 +258,17 @@ static void test_confirmed_after_three_hits(void **state)
             assert_float_equal(out[0].x1, 100.f + 4 * f, 1e-4);
         }
     }
+    /* the boxes from before the confirmation are kept: oldest first */
+    vx_track_sample hs[VX_TRACK_HIST];
+    int nh = vx_tracker_history(tr, 1, hs, VX_TRACK_HIST);
+    assert_int_equal(nh, 5);
+    for (int f = 0; f < 5; f++) {
+        assert_float_equal(hs[f].t, f * 0.1, 1e-12);
+        assert_float_equal(hs[f].box[0], 100.f + 4 * f, 1e-4);
+    }
+    assert_int_equal(vx_tracker_history(tr, 1, hs, 2), 2);
+    assert_float_equal(hs[1].t, 0.4, 1e-12); /* the two newest */
+    assert_int_equal(vx_tracker_history(tr, 7, hs, VX_TRACK_HIST), 0);
     /* velocity estimate: 4 px per 0.1 s = 40 px/s */
     assert_true(out[0].vx > 20 && out[0].vx < 60);
     assert_int_equal(vx_tracker_last_id(tr), 1);

@@ -925,6 +925,33 @@ static void smooth_push(const vx_gate_config *c, rec *r, double t)
     r->fy = r->sbox[3];
 }
 
+/* A track reaches the engine at its confirmation, confirm_hits frames after
+ * its first detection.  Its earlier boxes go through the smoothing and the
+ * zone filters now (up to multi_frame_consensus - 1 of them, so no filter
+ * can flip and no event is due yet): a person standing in a zone from
+ * their first frame is dated from that frame. */
+static void seed_from_history(vx_gate *g, rec *r, int width, int height)
+{
+    const vx_gate_config *c = &g->cfg;
+    vx_track_sample hs[VX_TRACK_HIST];
+    int nh = vx_tracker_history(g->tr, r->id, hs, VX_TRACK_HIST);
+    int pre = nh - 1; /* the last one is this frame's */
+    if (pre > c->multi_frame_consensus - 1)
+        pre = c->multi_frame_consensus - 1;
+    int has_anchor = c->has_guard_anchor && c->anchor_mode != VX_GATE_ANCHOR_NONE;
+    for (int i = nh - 1 - pre; i < nh - 1; i++) {
+        if (i < 0)
+            continue;
+        memcpy(r->box, hs[i].box, sizeof r->box);
+        smooth_push(c, r, hs[i].t);
+        double ts = r->st < g->cfg_since ? g->cfg_since : r->st, t0;
+        int in_anchor = has_anchor && vx_gate_zone_contains(&c->guard_anchor, width, height, r->fx, r->fy);
+        int in_ga = vx_gate_zone_contains(&c->gate_area, width, height, r->fx, r->fy);
+        hyst_step(&r->anchor, in_anchor, ts, c->multi_frame_consensus, &t0);
+        hyst_step(&r->ga, in_ga, ts, c->multi_frame_consensus, &t0);
+    }
+}
+
 static int is_person(const vx_gate_config *c, int cls)
 {
     for (int i = 0; i < c->n_person_classes; i++)
@@ -1046,6 +1073,8 @@ vx_err vx_gate_process(vx_gate *g, const vx_gate_frame *fr, vx_gate_result *res)
             memset(r, 0, sizeof *r);
             r->id = tk->id;
             r->t_first = tk->t_first;
+            if (tk->missed == 0)
+                seed_from_history(g, r, fr->width, fr->height);
         }
         r->alive = 1;
         r->visible = tk->missed == 0;

@@ -35,7 +35,20 @@ typedef struct {
     float pbox[4]; /* prediction for this frame */
     int det_index;
     double t_first, t_last;
+    /* the last matched boxes, for vx_tracker_history */
+    float hbox[VX_TRACK_HIST][4];
+    double ht[VX_TRACK_HIST];
+    int nh, hpos;
 } trk;
+
+static void hist_push(trk *k, const float b[4], double t)
+{
+    memcpy(k->hbox[k->hpos], b, sizeof k->hbox[0]);
+    k->ht[k->hpos] = t;
+    k->hpos = (k->hpos + 1) % VX_TRACK_HIST;
+    if (k->nh < VX_TRACK_HIST)
+        k->nh++;
+}
 
 struct vx_tracker {
     vx_track_opts o;
@@ -272,6 +285,25 @@ int vx_tracker_size(const vx_tracker *tr)
     return tr->n;
 }
 
+int vx_tracker_history(const vx_tracker *tr, uint32_t id, vx_track_sample *out, int cap)
+{
+    if (!id || cap <= 0)
+        return 0;
+    for (int i = 0; i < tr->n; i++) {
+        const trk *k = &tr->t[i];
+        if (k->id != id)
+            continue;
+        int n = k->nh < cap ? k->nh : cap;
+        for (int j = 0; j < n; j++) { /* oldest first */
+            int slot = (k->hpos - n + j + 2 * VX_TRACK_HIST) % VX_TRACK_HIST;
+            memcpy(out[j].box, k->hbox[slot], sizeof out[j].box);
+            out[j].t = k->ht[slot];
+        }
+        return n;
+    }
+    return 0;
+}
+
 uint32_t vx_tracker_last_id(const vx_tracker *tr)
 {
     return tr->last_id;
@@ -378,6 +410,7 @@ static void apply_match(vx_tracker *tr, trk *k, const vx_track_det *dets, int di
     float b[4] = {d->x1, d->y1, d->x2, d->y2};
     kf_update(k, b);
     memcpy(k->box, b, sizeof b);
+    hist_push(k, b, t);
     k->conf = d->conf;
     k->hits++;
     k->missed = 0;
@@ -547,6 +580,7 @@ vx_err vx_tracker_update(vx_tracker *tr, const vx_track_det *dets, int ndet, dou
         kf_init(k, b);
         memcpy(k->box, b, sizeof b);
         memcpy(k->pbox, b, sizeof b);
+        hist_push(k, b, t);
         k->cls = d->cls;
         k->conf = d->conf;
         k->hits = 1;

@@ -102,6 +102,18 @@ void vx_tracker_reset(vx_tracker *tr);
 vx_err vx_tracker_update(vx_tracker *tr, const vx_track_det *dets, int ndet, double t, vx_track *out, int cap,
                          int *count);
 
+/* The last matched boxes of confirmed track `id` (those from before its
+ * confirmation included), oldest first, at most min(cap, VX_TRACK_HIST);
+ * returns how many were written (0: no such track).  A consumer that first
+ * hears of a track at its confirmation can date what it did from its first
+ * detection instead of from its confirm_hits-th. */
+#define VX_TRACK_HIST 8
+typedef struct {
+    float box[4];
+    double t;
+} vx_track_sample;
+int vx_tracker_history(const vx_tracker *tr, uint32_t id, vx_track_sample *out, int cap);
+
 /* Number of tracks held (tentative included), and the last id given (0: none). */
 int vx_tracker_size(const vx_tracker *tr);
 uint32_t vx_tracker_last_id(const vx_tracker *tr);
