@@ -536,10 +536,26 @@ static void test_abandon(void **state)
     assert_int_equal(vx_store_stats_get(s, 0, 0, &st), VX_OK);
     assert_int_equal(st.open_sessions, 1);
     assert_int_equal(st.total_checks, 1);
+    /* One session by id: only while open. */
+    assert_int_equal(vx_store_abandon_session(s, "c", "dropped", 1e9 + 15), 0);
+    assert_int_equal(vx_store_abandon_session(s, "nope' OR 1=1 --", "dropped", 1e9 + 15), 0);
     assert_int_equal(vx_store_abandon_sessions(s, NULL, "server_restart", 1e9 + 20), 1);
+    assert_int_equal(vx_store_abandon_session(s, "b", "dropped", 1e9 + 25), 0);
     assert_int_equal(vx_store_stats_get(s, 0, 0, &st), VX_OK);
     assert_int_equal(st.open_sessions, 0);
     assert_int_equal(st.total_checks, 1);
+    /* A verdict that comes after all overwrites the abandonment. */
+    vx_store_session late = {"a", "g", "cam1", 1, 2, VX_SESSION_FAILED, "timeout", 1e9, 1e9 + 30, 0.6, NULL};
+    vx_store_batch bl = {.sessions = &late, .n_sessions = 1};
+    assert_int_equal(vx_store_write(s, &bl, NULL), VX_OK);
+    vx_store_session d = {"d", "g", "cam1", 5, -1, VX_SESSION_OPEN, NULL, 1e9, 0, -1, NULL};
+    vx_store_batch bd = {.sessions = &d, .n_sessions = 1};
+    assert_int_equal(vx_store_write(s, &bd, NULL), VX_OK);
+    assert_int_equal(vx_store_abandon_session(s, "d", "dropped", 1e9 + 40), 1);
+    assert_int_equal(vx_store_stats_get(s, 0, 0, &st), VX_OK);
+    assert_int_equal(st.failed, 1);
+    assert_int_equal(st.total_checks, 2);
+    assert_int_equal(st.open_sessions, 0);
     vx_store_close(s);
     tmp_clean(&t);
 }

@@ -40,6 +40,13 @@ struct vx_gate_stage {
     int64_t *ids;
     int cap_ev, cap_ids, cap_sess, cap_comp, cap_texts;
     uint64_t store_errors;
+    /* Sessions opened and not concluded yet, with the stream time they
+     * were last seen in the engine's persons (pipeline thread only). */
+    struct open_session {
+        char id[VX_GATE_SESSION_MAX];
+        double last_seen;
+    } * open;
+    int nopen, cap_open;
     pthread_mutex_t lock; /* last_decisions, t_last */
     char *last_decisions;
     double t_last;
@@ -107,6 +114,7 @@ void vx_gate_stage_destroy(vx_gate_stage *g)
     free(g->comp);
     free(g->ids);
     free(g->last_decisions);
+    free(g->open);
     pthread_mutex_destroy(&g->lock);
     free(g);
 }
@@ -132,6 +140,46 @@ static const char *keep(vx_gate_stage *g, int *nt, char *text)
     free(g->texts[*nt]);
     g->texts[(*nt)++] = text;
     return text;
+}
+
+/* Keeps the list of open sessions current and closes, as abandoned, the
+ * ones the engine dropped without a verdict: a visitor promoted to guard
+ * (a guard waiting inside the gate), a reset.  A session the engine still
+ * holds shows in its persons; one missing for longer than the session
+ * timeout (after which the engine itself would have given a verdict) is
+ * gone.  A verdict that still comes later overwrites the abandonment. */
+static void follow_sessions(vx_gate_stage *g, const vx_gate_result *r, double timeout_s, double wall_s)
+{
+    if (r->discontinuity)
+        g->nopen = 0;
+    for (int i = 0; i < r->nevents; i++) {
+        const vx_gate_event *e = &r->events[i];
+        if (e->type != VX_GATE_EV_PERSON_ENTERED || !e->session_id[0])
+            continue;
+        if (grow((void **)&g->open, &g->cap_open, g->nopen + 1, sizeof *g->open))
+            return;
+        snprintf(g->open[g->nopen].id, sizeof g->open[g->nopen].id, "%s", e->session_id);
+        g->open[g->nopen++].last_seen = r->t;
+    }
+    for (int k = 0; k < g->nopen;) {
+        struct open_session *o = &g->open[k];
+        int done = 0;
+        for (int i = 0; i < r->ncompletions && !done; i++)
+            done = !strcmp(r->completions[i].session_id, o->id);
+        for (int i = 0; i < r->npersons && !done; i++)
+            if (!strcmp(r->persons[i].session_id, o->id))
+                o->last_seen = r->t;
+        if (!done && r->t - o->last_seen > timeout_s + 2.0) {
+            if (g->store && vx_store_abandon_session(g->store, o->id, "dropped", wall_s) > 0)
+                VX_INFO("gate %s: session %s ended without a verdict (the engine dropped it)", g->source,
+                        o->id);
+            done = 1;
+        }
+        if (done)
+            g->open[k] = g->open[--g->nopen];
+        else
+            k++;
+    }
 }
 
 /* Adds the gate and source to o (kept by the caller) and renders it. */
@@ -268,6 +316,8 @@ char *vx_gate_stage_run(vx_gate_stage *g, const vx_pipeline_det *dets, int n, in
     for (int i = 0; i < r->ncompletions; i++)
         free(comp_text[i]);
     free(comp_text);
+
+    follow_sessions(g, r, cfg.session_timeout_s, wall_s);
 
     json_t *decisions = vx_gate_decisions_to_json(r);
     if (!committed && decisions)

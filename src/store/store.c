@@ -73,6 +73,7 @@ enum {
     ST_UPS_SESSION,
     ST_INS_COMPLETION,
     ST_ABANDON,
+    ST_ABANDON_ONE,
     ST_W_COUNT,
 };
 
@@ -100,6 +101,8 @@ static const char *const write_sql[ST_W_COUNT] = {
     "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     "UPDATE sessions SET state = 'abandoned', reason = ?2, ended_wall = ?3 "
     "WHERE state = 'open' AND (?1 IS NULL OR source = ?1)",
+    "UPDATE sessions SET state = 'abandoned', reason = ?2, ended_wall = ?3 WHERE state = 'open' AND "
+    "session_id = ?1",
 };
 
 static const char *const read_sql[SQ_COUNT] = {
@@ -434,11 +437,11 @@ vx_err vx_store_write(vx_store *s, const vx_store_batch *b, int64_t *event_ids)
     return err;
 }
 
-int64_t vx_store_abandon_sessions(vx_store *s, const char *source, const char *reason, double wall_ts)
+static int64_t abandon(vx_store *s, int which, const char *key, const char *reason, double wall_ts)
 {
     pthread_mutex_lock(&s->wlock);
-    sqlite3_stmt *st = s->ws[ST_ABANDON];
-    bind_text(st, 1, source);
+    sqlite3_stmt *st = s->ws[which];
+    bind_text(st, 1, key);
     bind_text(st, 2, reason ? reason : "abandoned");
     sqlite3_bind_double(st, 3, wall_ts);
     int64_t n = -1;
@@ -449,6 +452,18 @@ int64_t vx_store_abandon_sessions(vx_store *s, const char *source, const char *r
         db_fail(s->w, VX_ERR_IO, "cannot close open sessions", s->path);
     pthread_mutex_unlock(&s->wlock);
     return n;
+}
+
+int64_t vx_store_abandon_sessions(vx_store *s, const char *source, const char *reason, double wall_ts)
+{
+    return abandon(s, ST_ABANDON, source, reason, wall_ts);
+}
+
+int64_t vx_store_abandon_session(vx_store *s, const char *session_id, const char *reason, double wall_ts)
+{
+    if (!session_id)
+        return 0;
+    return abandon(s, ST_ABANDON_ONE, session_id, reason, wall_ts);
 }
 
 /* ---- queries ------------------------------------------------------------------------ */

@@ -110,6 +110,8 @@ vx_err vx_store_write(vx_store *s, const vx_store_batch *b, int64_t *event_ids);
  * with `reason` and ended_wall = wall_ts, and do not count as checks.
  * Returns how many, or -1 on error (message set). */
 int64_t vx_store_abandon_sessions(vx_store *s, const char *source, const char *reason, double wall_ts);
+/* The same for one session (if it is still open): 1, 0, or -1 on error. */
+int64_t vx_store_abandon_session(vx_store *s, const char *session_id, const char *reason, double wall_ts);
 
 /* ---- queries (for REST) --------------------------------------------------------- */
 
