@@ -54,11 +54,21 @@ typedef struct {
     int *in_bufs, *out_bufs;
 } step_t;
 
+/* Storage types of an activation's blocked form (INT8 engines mix them). */
+enum { DT_F32 = 0, DT_S8 = 1, DT_U8 = 2 };
+
 typedef struct {
     int act;   /* buffer of the blocked form, -1 */
     int plain; /* buffer of the dense NCHW form, -1 */
     dnnl_memory_desc_t act_md, plain_md;
     int direct_out; /* graph output slot written as NHWC by the producer, -1 */
+    /* INT8 engines: the blocked form stores real value * q in type dt (q = 1
+     * for DT_F32); alt[] caches converted copies for readers that need
+     * another type. */
+    int dt;
+    float q;
+    int alt[3];
+    dnnl_memory_desc_t alt_md[3];
 } tstate_t;
 
 typedef struct {
@@ -77,6 +87,12 @@ typedef struct {
     int scratch_buf;
     char *skip;       /* nodes folded into others */
     char *out_direct; /* graph outputs written directly by their producer */
+    int capture;      /* calibration: every activation kept alive and intact */
+    int int8;         /* INT8 engine: calibrated nodes run u8/s8 */
+    int conv_int8, conv_fp32;
+    char *uns;          /* INT8: tensor stored unsigned (vx_quant_signedness) */
+    char conv_impl[64]; /* implementation most convolutions use */
+    int conv_impl_count;
 } dnnl_impl;
 
 #define DNNL_CHECK(call, what)                                                                               \
@@ -112,6 +128,9 @@ int vx_nn_precision_native(vx_nn_precision p)
     dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
     if (p == VX_NN_BF16)
         return (isa & dnnl_cpu_isa_avx512_core_bf16) == dnnl_cpu_isa_avx512_core_bf16;
+    if (p == VX_NN_INT8)
+        return (isa & dnnl_cpu_isa_avx512_core_vnni) == dnnl_cpu_isa_avx512_core_vnni ||
+               (isa & dnnl_cpu_isa_avx2_vnni) == dnnl_cpu_isa_avx2_vnni;
     return 1;
 }
 
@@ -221,11 +240,19 @@ static int is_act_tensor(const vx_tensor *t)
     return t->rank == 4 && t->dtype == VX_DT_F32 && !t->data;
 }
 
-static vx_err reorder_step(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf,
-                           const dnnl_memory_desc_t *dmd, int dbuf)
+static dnnl_data_type_t dnnl_dt(int dt)
+{
+    return dt == DT_S8 ? dnnl_s8 : dt == DT_U8 ? dnnl_u8 : dnnl_f32;
+}
+
+/* Reorder that also rescales (scale 1: a plain copy/layout change). */
+static vx_err reorder_scaled(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf,
+                             const dnnl_memory_desc_t *dmd, int dbuf, float scale)
 {
     dnnl_primitive_desc_t pd;
     dnnl_primitive_attr_t attr = new_attr();
+    if (scale != 1.0f)
+        dnnl_primitive_attr_set_output_scales(attr, 1, 0, &scale);
     dnnl_status_t st = dnnl_reorder_primitive_desc_create(&pd, smd, d->eng, dmd, d->eng, attr);
     dnnl_primitive_attr_destroy(attr);
     if (st != dnnl_success)
@@ -241,6 +268,12 @@ static vx_err reorder_step(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf
     return VX_OK;
 }
 
+static vx_err reorder_step(dnnl_impl *d, const dnnl_memory_desc_t *smd, int sbuf,
+                           const dnnl_memory_desc_t *dmd, int dbuf)
+{
+    return reorder_scaled(d, smd, sbuf, dmd, dbuf, 1.0f);
+}
+
 /* The blocked form of tensor t, created by a reorder when it only exists plain. */
 static vx_err need_act(dnnl_impl *d, const vx_graph *g, int t)
 {
@@ -252,7 +285,7 @@ static vx_err need_act(dnnl_impl *d, const vx_graph *g, int t)
     s->act = new_buf(d, dnnl_memory_desc_get_size(&s->act_md));
     if (s->act < 0)
         return vx_fail(VX_ERR_NOMEM, "out of memory");
-    return reorder_step(d, &s->plain_md, s->plain, &s->act_md, s->act);
+    return reorder_scaled(d, &s->plain_md, s->plain, &s->act_md, s->act, s->q);
 }
 
 static vx_err need_plain(dnnl_impl *d, const vx_graph *g, int t)
@@ -265,7 +298,45 @@ static vx_err need_plain(dnnl_impl *d, const vx_graph *g, int t)
     s->plain = new_buf(d, dnnl_memory_desc_get_size(&s->plain_md));
     if (s->plain < 0)
         return vx_fail(VX_ERR_NOMEM, "out of memory");
-    return reorder_step(d, &s->act_md, s->act, &s->plain_md, s->plain);
+    return reorder_scaled(d, &s->act_md, s->act, &s->plain_md, s->plain, 1.0f / s->q);
+}
+
+/* Tensor t in blocked layout and storage type dt (INT8 engines): its own
+ * blocked form when that has the type, else a converted copy, made once.
+ * Conversions to an integer type use the tensor's calibrated range. */
+static int need_form(dnnl_impl *d, const vx_graph *g, int t, int dt, dnnl_memory_desc_t *md, vx_err *err)
+{
+    tstate_t *s = &d->ts[t];
+    *err = need_act(d, g, t);
+    if (*err)
+        return -1;
+    if (s->dt == dt) {
+        *md = s->act_md;
+        return s->act;
+    }
+    if (s->alt[dt] < 0) {
+        float q = dt == DT_F32 ? 1.0f : vx_quant_scale(g->t[t].amax > 0 ? g->t[t].amax : 1.0f, dt == DT_U8);
+        dnnl_memory_desc_t amd = s->act_md;
+        amd.data_type = dnnl_dt(dt);
+        dnnl_dims_t dims;
+        for (int i = 0; i < 4; i++)
+            dims[i] = g->t[t].dims[i];
+        /* Same layout, another type: recreate from the tag so strides and
+         * sizes follow the element size. */
+        dnnl_memory_desc_init_by_tag(&amd, 4, dims, dnnl_dt(dt), d->act_tag);
+        int b = new_buf(d, dnnl_memory_desc_get_size(&amd));
+        if (b < 0) {
+            *err = vx_fail(VX_ERR_NOMEM, "out of memory");
+            return -1;
+        }
+        *err = reorder_scaled(d, &s->act_md, s->act, &amd, b, q / s->q);
+        if (*err)
+            return -1;
+        s->alt[dt] = b;
+        s->alt_md[dt] = amd;
+    }
+    *md = s->alt_md[dt];
+    return s->alt[dt];
 }
 
 /* Buffer for a node's 4-D output in blocked form. */
@@ -355,6 +426,8 @@ static vx_err act_step(dnnl_impl *d, const vx_postop *p, const dnnl_memory_desc_
     return VX_OK;
 }
 
+static void note_impl(dnnl_impl *d, const_dnnl_primitive_desc_t pd);
+
 static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
 {
     const vx_conv_attr *c = &n->a.conv;
@@ -376,6 +449,14 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         src_plain = 0;
     }
     src_md = src_plain ? d->ts[x].plain_md : d->ts[x].act_md;
+    int src_alt = -1;
+    if (!src_plain && d->ts[x].dt != DT_F32) {
+        /* INT8 engine, a node kept in FP32: read a dequantised copy. */
+        vx_err e;
+        src_alt = need_form(d, g, x, DT_F32, &src_md, &e);
+        if (e)
+            return e;
+    }
     if (d->ts[y].direct_out >= 0)
         dnnl_memory_desc_init_by_tag(&dst_md, 4, yd, dnnl_f32, dnnl_nhwc);
     else
@@ -425,7 +506,7 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     /* A source layout no JIT kernel reads (BF16 first layer: 3 channels in a
      * 16-channel block) would fall to oneDNN's reference code: let oneDNN
      * pick the source layout and reorder into it instead. */
-    int src_buf = src_plain ? d->ts[x].plain : d->ts[x].act;
+    int src_buf = src_alt >= 0 ? src_alt : src_plain ? d->ts[x].plain : d->ts[x].act;
     const char *impl0 = NULL;
     if (st == dnnl_success &&
         dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl0) == dnnl_success && impl0 &&
@@ -529,13 +610,13 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
             return e;
         }
         int sb = d->ts[s].act;
-        if (last_reader && !d->bufs[sb].user) {
+        if (last_reader && !d->bufs[sb].user && !d->capture && d->ts[s].dt == d->ts[y].dt) {
             yb = new_buf(d, dnnl_memory_desc_get_size(&dst_md));
             d->bufs[yb].root = sb; /* write in place over the operand */
             d->ts[y].act = yb;
         } else {
             yb = out_act(d, y);
-            e = reorder_step(d, &d->ts[s].act_md, sb, &dst_md, yb);
+            e = reorder_scaled(d, &d->ts[s].act_md, sb, &dst_md, yb, 1.0f / d->ts[s].q);
             if (e) {
                 dnnl_primitive_desc_destroy(pd);
                 return e;
@@ -549,6 +630,7 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         dnnl_primitive_desc_destroy(pd);
         return vx_fail(VX_ERR_NOMEM, "out of memory");
     }
+    note_impl(d, pd);
     step_t *s;
     vx_err e = add_prim_step(d, pd, &s);
     if (e) {
@@ -579,10 +661,293 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     return VX_OK;
 }
 
+/* ---- INT8 convolution ---------------------------------------------------- */
+
+/* Activations that commute with a positive scale: the requantisation can
+ * happen before them (in the output scales). */
+static int act_homogeneous(vx_act a)
+{
+    return a == VX_ACT_NONE || a == VX_ACT_RELU || a == VX_ACT_LEAKY_RELU;
+}
+
+/* Post-op chains the INT8 convolution handles: scale-commuting activations
+ * around at most one sum, or (no sum) a last activation that does not
+ * commute (sigmoid heads), computed on dequantised values. */
+static int int8_postops_ok(const vx_conv_attr *c)
+{
+    int sums = 0;
+    for (int k = 0; k < c->n_post; k++) {
+        if (c->post[k].kind == VX_POST_SUM)
+            sums++;
+        else if (!act_homogeneous(c->post[k].act) && (k != c->n_post - 1 || sums))
+            return 0;
+    }
+    return sums <= 1;
+}
+
+static int conv_runs_int8(const dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    return d->int8 && vx_quant_conv_int8(g, n) && int8_postops_ok(&n->a.conv) &&
+           (n->n_in <= 3 || n->in[3] < 0 || is_act_tensor(&g->t[n->in[3]]));
+}
+
+static void note_impl(dnnl_impl *d, const_dnnl_primitive_desc_t pd)
+{
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl)
+        return;
+    if (!d->conv_impl_count || !strcmp(d->conv_impl, impl)) {
+        snprintf(d->conv_impl, sizeof d->conv_impl, "%s", impl);
+        d->conv_impl_count++;
+    } else if (--d->conv_impl_count == 0) {
+        snprintf(d->conv_impl, sizeof d->conv_impl, "%s", impl);
+        d->conv_impl_count = 1;
+    }
+}
+
+/* Symmetric per-output-channel s8 weights, u8/s8 source, requantisation to
+ * the destination's scale fused as output scales; the residual sum reads
+ * the operand with its own scale (sum post-op scale).  Bias stays f32,
+ * pre-multiplied into the accumulator's scale (oneDNN 2.x adds it before
+ * the output scales). */
+static vx_err conv_step_int8(dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    const vx_conv_attr *c = &n->a.conv;
+    int x = n->in[0], y = n->out[0];
+    const vx_tensor *tx = &g->t[x], *tw = &g->t[n->in[1]], *ty = &g->t[y];
+    int has_bias = n->n_in > 2 && n->in[2] >= 0, sum = n->n_in > 3 && n->in[3] >= 0;
+    int G = c->groups;
+    vx_err e = VX_OK;
+    int xdt = d->uns[x] ? DT_U8 : DT_S8;
+    float qx = vx_quant_scale(tx->amax, xdt == DT_U8);
+    dnnl_memory_desc_t src_md, dst_md, w_user_md, w_md, b_md;
+    int src_buf = need_form(d, g, x, xdt, &src_md, &e);
+    if (e)
+        return e;
+    dnnl_dims_t yd, wd, bd = {ty->dims[1]};
+    dims_of(ty, yd);
+    int direct = d->ts[y].direct_out >= 0;
+    if (direct)
+        dnnl_memory_desc_init_by_tag(&dst_md, 4, yd, dnnl_f32, dnnl_nhwc);
+    else
+        dst_md = d->ts[y].act_md;
+    float qy = direct ? 1.0f : d->ts[y].q;
+    int64_t OC = tw->dims[0], per = vx_tensor_elems(tw) / (OC ? OC : 1);
+    if (G == 1) {
+        dims_of(tw, wd);
+        dnnl_memory_desc_init_by_tag(&w_user_md, 4, wd, dnnl_s8, dnnl_oihw);
+        dnnl_memory_desc_init_by_tag(&w_md, 4, wd, dnnl_s8, dnnl_format_tag_any);
+    } else {
+        dnnl_dims_t gd = {G, tw->dims[0] / G, tw->dims[1], tw->dims[2], tw->dims[3]};
+        dnnl_memory_desc_init_by_tag(&w_user_md, 5, gd, dnnl_s8, dnnl_goihw);
+        dnnl_memory_desc_init_by_tag(&w_md, 5, gd, dnnl_s8, dnnl_format_tag_any);
+    }
+    dnnl_memory_desc_init_by_tag(&b_md, 1, bd, dnnl_f32, dnnl_a);
+    float *wsc = malloc(sizeof(float) * (size_t)(OC + 1)), *osc = malloc(sizeof(float) * (size_t)(OC + 1));
+    int8_t *w8 = malloc((size_t)vx_tensor_elems(tw) + 1);
+    float *bias = has_bias ? aligned_alloc(64, ((size_t)OC * 4 + 63) / 64 * 64) : NULL;
+    if (!wsc || !osc || !w8 || (has_bias && !bias)) {
+        free(wsc);
+        free(osc);
+        free(w8);
+        free(bias);
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    }
+    vx_quant_weights(tw->data, OC, per, wsc, w8);
+    /* Last activation does not commute with scaling (sigmoid): dequantise
+     * in the output scales, requantise in that eltwise's scale. */
+    int late = c->n_post > 0 && c->post[c->n_post - 1].kind == VX_POST_ACT &&
+               !act_homogeneous(c->post[c->n_post - 1].act);
+    for (int64_t o = 0; o < OC; o++) {
+        osc[o] = (late ? 1.0f : qy) / (qx * wsc[o]);
+        if (bias)
+            bias[o] = ((const float *)g->t[n->in[2]].data)[o] * qx * wsc[o];
+    }
+    /* Sum operand: in place when it has no later reader and the same type. */
+    int yb = -1, sum_inplace = 0;
+    float sum_scale = 1.0f;
+    if (sum) {
+        int s = n->in[3];
+        if ((e = need_act(d, g, s)))
+            goto out;
+        int sb = d->ts[s].act;
+        int last_reader = vx_graph_use_count(g, s) == 1 && g->t[s].graph_output < 0;
+        if (!direct && last_reader && !d->bufs[sb].user && !d->capture && d->ts[s].dt == d->ts[y].dt) {
+            yb = new_buf(d, dnnl_memory_desc_get_size(&dst_md));
+            if (yb >= 0) {
+                d->bufs[yb].root = sb;
+                d->ts[y].act = yb;
+            }
+            sum_inplace = 1;
+            sum_scale = qy / d->ts[s].q;
+        } else {
+            yb = direct ? d->ts[y].plain : out_act(d, y);
+            if (yb >= 0 && (e = reorder_scaled(d, &d->ts[s].act_md, sb, &dst_md, yb, qy / d->ts[s].q)))
+                goto out;
+        }
+        touch(d, sb, d->nsteps);
+    } else {
+        yb = direct ? d->ts[y].plain : out_act(d, y);
+    }
+    (void)sum_inplace;
+    if (yb < 0) {
+        e = vx_fail(VX_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_post_ops_t po;
+    if (!attr || dnnl_post_ops_create(&po) != dnnl_success) {
+        dnnl_primitive_attr_destroy(attr);
+        e = vx_fail(VX_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    dnnl_primitive_attr_set_output_scales(attr, OC, 1 << 1, osc);
+    for (int k = 0; k < c->n_post; k++) {
+        const vx_postop *p = &c->post[k];
+        if (p->kind == VX_POST_SUM) {
+            dnnl_post_ops_append_sum(po, sum_scale);
+        } else if (p->act != VX_ACT_NONE) {
+            dnnl_alg_kind_t alg;
+            float alpha;
+            act_alg(p->act, p->alpha, &alg, &alpha);
+            dnnl_post_ops_append_eltwise(po, late && k == c->n_post - 1 ? qy : 1.0f, alg, alpha, 0.0f);
+        }
+    }
+    dnnl_primitive_attr_set_post_ops(attr, po);
+    dnnl_post_ops_destroy(po);
+    dnnl_dims_t strides = {c->sh, c->sw}, dil = {c->dh - 1, c->dw - 1}, pl = {c->pt, c->pl},
+                pr = {c->pb, c->pr};
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd = NULL;
+    dnnl_status_t st = dnnl_dilated_convolution_forward_desc_init(
+        &cd, dnnl_forward_inference, dnnl_convolution_direct, &src_md, &w_md, has_bias ? &b_md : NULL,
+        &dst_md, strides, dil, pl, pr);
+    if (st == dnnl_success)
+        st = dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL);
+    const char *impl = NULL;
+    if (st == dnnl_success &&
+        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
+        !strncmp(impl, "ref", 3)) {
+        /* No JIT kernel for this source layout (3 input channels in a
+         * 16-channel block): let oneDNN choose it and reorder into it. */
+        dnnl_memory_desc_t any_md = src_md;
+        dnnl_dims_t xd;
+        dims_of(tx, xd);
+        dnnl_memory_desc_init_by_tag(&any_md, 4, xd, dnnl_dt(xdt), dnnl_format_tag_any);
+        dnnl_primitive_desc_t pd2 = NULL;
+        if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                       &any_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
+                                                       strides, dil, pl, pr) == dnnl_success &&
+            dnnl_primitive_desc_create(&pd2, &cd, attr, d->eng, NULL) == dnnl_success) {
+            const char *impl2 = NULL;
+            dnnl_primitive_desc_query(pd2, dnnl_query_impl_info_str, 0, &impl2);
+            if (impl2 && strncmp(impl2, "ref", 3)) {
+                const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd2, dnnl_query_src_md, 0);
+                int tb = new_buf(d, dnnl_memory_desc_get_size(want));
+                /* From the FP32 plain source when there is one: one reorder. */
+                if (tb < 0)
+                    e = vx_fail(VX_ERR_NOMEM, "out of memory");
+                else if (d->ts[x].plain >= 0)
+                    e = reorder_scaled(d, &d->ts[x].plain_md, d->ts[x].plain, want, tb, qx);
+                else
+                    e = reorder_step(d, &src_md, src_buf, want, tb);
+                if (!e) {
+                    src_md = *want;
+                    src_buf = tb;
+                    dnnl_primitive_desc_destroy(pd);
+                    pd = pd2;
+                    pd2 = NULL;
+                }
+            }
+        }
+        if (pd2)
+            dnnl_primitive_desc_destroy(pd2);
+    }
+    dnnl_primitive_attr_destroy(attr);
+    if (e || st != dnnl_success) {
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        if (!e)
+            e = vx_fail(VX_ERR_BACKEND, "oneDNN: no INT8 convolution for node '%s' (status %d)", n->name,
+                        (int)st);
+        goto out;
+    }
+    note_impl(d, pd);
+    /* Weights: quantised above, reordered once into the kernel's layout
+     * (which may add the s8 compensation oneDNN's kernels need). */
+    const dnnl_memory_desc_t *wq = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+    size_t wbytes = dnnl_memory_desc_get_size(wq);
+    int wb = new_buf(d, wbytes);
+    void *wmem = wb >= 0 ? aligned_alloc(64, (wbytes + 63) / 64 * 64) : NULL;
+    if (!wmem) {
+        dnnl_primitive_desc_destroy(pd);
+        e = vx_fail(VX_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    d->bufs[wb].user = wmem;
+    {
+        dnnl_memory_t um, wm;
+        dnnl_primitive_desc_t rpd;
+        dnnl_primitive_t r;
+        dnnl_memory_create(&um, &w_user_md, d->eng, w8);
+        dnnl_memory_create(&wm, wq, d->eng, wmem);
+        st = dnnl_reorder_primitive_desc_create(&rpd, &w_user_md, d->eng, wq, d->eng, NULL);
+        if (st == dnnl_success) {
+            if ((st = dnnl_primitive_create(&r, rpd)) == dnnl_success) {
+                dnnl_exec_arg_t a[2] = {{DNNL_ARG_FROM, um}, {DNNL_ARG_TO, wm}};
+                st = dnnl_primitive_execute(r, d->stream, 2, a);
+                dnnl_stream_wait(d->stream);
+                dnnl_primitive_destroy(r);
+            }
+            dnnl_primitive_desc_destroy(rpd);
+        }
+        dnnl_memory_destroy(um);
+        dnnl_memory_destroy(wm);
+        if (st != dnnl_success) {
+            dnnl_primitive_desc_destroy(pd);
+            e = vx_fail(VX_ERR_BACKEND, "oneDNN: INT8 weight reorder failed for node '%s'", n->name);
+            goto out;
+        }
+    }
+    step_t *s;
+    e = add_prim_step(d, pd, &s);
+    if (e) {
+        dnnl_primitive_desc_destroy(pd);
+        goto out;
+    }
+    add_arg(d, s, DNNL_ARG_SRC, &src_md, src_buf);
+    add_arg(d, s, DNNL_ARG_WEIGHTS, wq, wb);
+    if (bias) {
+        int bb = new_buf(d, (size_t)OC * 4);
+        if (bb < 0) {
+            dnnl_primitive_desc_destroy(pd);
+            e = vx_fail(VX_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        d->bufs[bb].user = bias; /* owned: freed with the engine */
+        bias = NULL;
+        s = &d->steps[d->nsteps - 1];
+        add_arg(d, s, DNNL_ARG_BIAS, &b_md, bb);
+    }
+    add_arg(d, s, DNNL_ARG_DST, &dst_md, yb);
+    dnnl_primitive_desc_destroy(pd);
+    d->conv_int8++;
+out:
+    free(wsc);
+    free(osc);
+    free(w8);
+    free(bias);
+    return e;
+}
+
 static vx_err simple_step(dnnl_impl *d, const vx_graph *g, const vx_node *n, const_dnnl_op_desc_t desc,
-                          int n_src, const int *srcs, const int *src_args)
+                          int n_src, const int *src_bufs, const dnnl_memory_desc_t *src_mds,
+                          const int *src_args, const float *src_scales)
 {
     dnnl_primitive_attr_t attr = new_attr();
+    for (int i = 0; src_scales && i < n_src; i++)
+        if (src_scales[i] != 1.0f)
+            dnnl_primitive_attr_set_scales(attr, src_args[i], 0, 1, &src_scales[i]);
     dnnl_primitive_desc_t pd;
     dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, attr, d->eng, NULL);
     dnnl_primitive_attr_destroy(attr);
@@ -596,7 +961,7 @@ static vx_err simple_step(dnnl_impl *d, const vx_graph *g, const vx_node *n, con
     if (e)
         return e;
     for (int i = 0; i < n_src; i++)
-        add_arg(d, s, src_args[i], &d->ts[srcs[i]].act_md, d->ts[srcs[i]].act);
+        add_arg(d, s, src_args[i], &src_mds[i], src_bufs[i]);
     add_arg(d, s, DNNL_ARG_DST, &d->ts[n->out[0]].act_md, yb);
     return VX_OK;
 }
@@ -612,7 +977,8 @@ static vx_err concat_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         int t = n->in[i];
         const vx_tensor *tt = &g->t[t];
         int b = d->ts[t].act;
-        if (b < 0 || d->bufs[b].user || d->bufs[b].root != b || tt->dims[1] % d->block || off % d->block)
+        if (b < 0 || d->bufs[b].user || d->bufs[b].root != b || tt->dims[1] % d->block || off % d->block ||
+            d->ts[t].dt != d->ts[y].dt)
             inplace = 0;
         for (int j = 0; j < i; j++)
             if (n->in[j] == t)
@@ -627,7 +993,8 @@ static vx_err concat_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     if (yb < 0)
         return vx_fail(VX_ERR_NOMEM, "out of memory");
     if (inplace) {
-        size_t plane = (size_t)(ty->dims[2] * ty->dims[3]) * (d->act_dt == dnnl_bf16 ? 2 : 4);
+        size_t esize = d->ts[y].act_md.data_type == dnnl_bf16 ? 2 : d->ts[y].dt != DT_F32 ? 1 : 4;
+        size_t plane = (size_t)(ty->dims[2] * ty->dims[3]) * esize;
         off = 0;
         for (int i = 0; i < n->n_in; i++) {
             int b = d->ts[n->in[i]].act;
@@ -641,11 +1008,12 @@ static vx_err concat_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     dnnl_memory_desc_t mds[64];
     if (n->n_in > 64)
         return vx_fail(VX_ERR_UNSUPPORTED, "node '%s': concat of more than 64 inputs", n->name);
+    int bufs[64];
     for (int i = 0; i < n->n_in; i++) {
-        vx_err e = need_act(d, g, n->in[i]);
+        vx_err e;
+        bufs[i] = need_form(d, g, n->in[i], d->ts[y].dt, &mds[i], &e);
         if (e)
             return e;
-        mds[i] = d->ts[n->in[i]].act_md;
     }
     dnnl_primitive_desc_t pd;
     dnnl_primitive_attr_t attr = new_attr();
@@ -660,7 +1028,7 @@ static vx_err concat_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     if (e)
         return e;
     for (int i = 0; i < n->n_in; i++)
-        add_arg(d, s, DNNL_ARG_MULTIPLE_SRC + i, &mds[i], d->ts[n->in[i]].act);
+        add_arg(d, s, DNNL_ARG_MULTIPLE_SRC + i, &mds[i], bufs[i]);
     add_arg(d, s, DNNL_ARG_DST, &d->ts[y].act_md, yb);
     return VX_OK;
 }
@@ -734,14 +1102,29 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         }
         if (n->n_in > 3 && n->in[3] >= 0 && !is_act_tensor(&g->t[n->in[3]]))
             return ref_step(d, g, n);
+        if (conv_runs_int8(d, g, n))
+            return conv_step_int8(d, g, n);
+        d->conv_fp32++;
         return conv_step(d, g, n);
     }
     if (!all_act)
         return ref_step(d, g, n);
+    /* Sources in the destination's storage type (a no-op in FP32/BF16
+     * engines; in INT8 ones pools, resizes and concats keep the type and
+     * the calibrator gave them one range). */
+    int ydt = d->ts[n->out[0]].dt;
+    dnnl_memory_desc_t smd[2];
+    int sbuf[2] = {-1, -1};
     for (int j = 0; j < n->n_in; j++) {
         vx_err e = need_act(d, g, n->in[j]);
         if (e)
             return e;
+        if (j < 2 && n->op != VX_OP_CONCAT) {
+            int want = n->op == VX_OP_ADD ? d->ts[n->in[j]].dt : ydt;
+            sbuf[j] = need_form(d, g, n->in[j], want, &smd[j], &e);
+            if (e)
+                return e;
+        }
     }
     const vx_tensor *tx = &g->t[x], *ty = &g->t[n->out[0]];
     switch (n->op) {
@@ -754,11 +1137,11 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         dnnl_alg_kind_t alg = n->op == VX_OP_MAXPOOL ? dnnl_pooling_max
                               : p->count_include_pad ? dnnl_pooling_avg_include_padding
                                                      : dnnl_pooling_avg_exclude_padding;
-        DNNL_CHECK(dnnl_pooling_v2_forward_desc_init(&pd, dnnl_forward_inference, alg, &d->ts[x].act_md,
+        DNNL_CHECK(dnnl_pooling_v2_forward_desc_init(&pd, dnnl_forward_inference, alg, &smd[0],
                                                      &d->ts[n->out[0]].act_md, st, k, dl, pl, pr),
                    "pooling descriptor");
         int a = DNNL_ARG_SRC;
-        return simple_step(d, g, n, &pd, 1, &x, &a);
+        return simple_step(d, g, n, &pd, 1, sbuf, smd, &a, NULL);
     }
     case VX_OP_RESIZE: {
         const vx_resize_attr *r = &n->a.resize;
@@ -769,10 +1152,10 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
             return ref_step(d, g, n);
         dnnl_resampling_desc_t rd;
         DNNL_CHECK(dnnl_resampling_forward_desc_init(&rd, dnnl_forward_inference, dnnl_resampling_linear,
-                                                     NULL, &d->ts[x].act_md, &d->ts[n->out[0]].act_md),
+                                                     NULL, &smd[0], &d->ts[n->out[0]].act_md),
                    "resampling descriptor");
         int a = DNNL_ARG_SRC;
-        return simple_step(d, g, n, &rd, 1, &x, &a);
+        return simple_step(d, g, n, &rd, 1, sbuf, smd, &a, NULL);
     }
     case VX_OP_ADD:
     case VX_OP_SUB:
@@ -785,11 +1168,12 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
                               : n->op == VX_OP_MUL ? dnnl_binary_mul
                                                    : dnnl_binary_div;
         dnnl_binary_desc_t bd;
-        DNNL_CHECK(dnnl_binary_desc_init(&bd, alg, &d->ts[n->in[0]].act_md, &d->ts[n->in[1]].act_md,
-                                         &d->ts[n->out[0]].act_md),
+        DNNL_CHECK(dnnl_binary_desc_init(&bd, alg, &smd[0], &smd[1], &d->ts[n->out[0]].act_md),
                    "binary descriptor");
         int args[2] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1};
-        return simple_step(d, g, n, &bd, 2, n->in, args);
+        /* INT8 Add: each source rescaled to the destination's scale. */
+        float sc[2] = {d->ts[n->out[0]].q / d->ts[n->in[0]].q, d->ts[n->out[0]].q / d->ts[n->in[1]].q};
+        return simple_step(d, g, n, &bd, 2, sbuf, smd, args, n->op == VX_OP_ADD ? sc : NULL);
     }
     case VX_OP_RELU:
     case VX_OP_LEAKY_RELU:
@@ -805,11 +1189,10 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         dnnl_alg_kind_t alg;
         float alpha;
         act_alg(act, n->op == VX_OP_LEAKY_RELU ? n->a.leaky.alpha : 0.0f, &alg, &alpha);
-        DNNL_CHECK(
-            dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &d->ts[x].act_md, alpha, 0.0f),
-            "eltwise descriptor");
+        DNNL_CHECK(dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &smd[0], alpha, 0.0f),
+                   "eltwise descriptor");
         int a = DNNL_ARG_SRC;
-        return simple_step(d, g, n, &ed, 1, &x, &a);
+        return simple_step(d, g, n, &ed, 1, sbuf, smd, &a, NULL);
     }
     case VX_OP_CONCAT:
         if (n->a.concat.axis == 1)
@@ -817,6 +1200,52 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         return ref_step(d, g, n);
     default: return ref_step(d, g, n);
     }
+}
+
+/* INT8 engines: the storage type of every activation's blocked form.
+ * Outputs of INT8 convolutions, pools, resizes, concats and Adds are
+ * u8/s8 with their calibrated scale; graph inputs too (quantised by the
+ * reorder that reads them); graph outputs, outputs written straight into
+ * the user's buffers and everything else stay f32. */
+static vx_err plan_int8(dnnl_impl *d, const vx_graph *g)
+{
+    d->uns = malloc((size_t)g->nt + 1);
+    if (!d->uns)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    vx_quant_signedness(g, d->uns);
+    char *q8 = calloc((size_t)g->nt + 1, 1);
+    if (!q8)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < g->n_inputs; i++)
+        q8[g->inputs[i]] = 1;
+    for (int i = 0; i < g->nn; i++) {
+        const vx_node *n = &g->n[i];
+        if (d->skip[i] || n->n_out < 1)
+            continue;
+        switch (n->op) {
+        case VX_OP_CONV: q8[n->out[0]] = (char)conv_runs_int8(d, g, n); break;
+        case VX_OP_MAXPOOL:
+        case VX_OP_AVGPOOL:
+        case VX_OP_RESIZE:
+        case VX_OP_CONCAT:
+        case VX_OP_ADD: q8[n->out[0]] = 1; break;
+        default: break;
+        }
+    }
+    for (int t = 0; t < g->nt; t++) {
+        tstate_t *s = &d->ts[t];
+        if (!q8[t] || !is_act_tensor(&g->t[t]) || !(g->t[t].amax > 0.0f) || g->t[t].graph_output >= 0 ||
+            s->direct_out >= 0)
+            continue;
+        s->dt = d->uns[t] ? DT_U8 : DT_S8;
+        s->q = vx_quant_scale(g->t[t].amax, d->uns[t]);
+        s->act_md.data_type = dnnl_dt(s->dt);
+        dnnl_dims_t dims;
+        dims_of(&g->t[t], dims);
+        dnnl_memory_desc_init_by_tag(&s->act_md, 4, dims, dnnl_dt(s->dt), d->act_tag);
+    }
+    free(q8);
+    return VX_OK;
 }
 
 /* Reshape([N,C,H*W]) -> Transpose(0,2,1) feeding a graph output is the
@@ -866,11 +1295,22 @@ static vx_err dnnl_create(vx_nn_engine *e)
     omp_set_num_threads(e->threads);
     DNNL_CHECK(dnnl_engine_create(&d->eng, dnnl_cpu, 0), "engine creation");
     DNNL_CHECK(dnnl_stream_create(&d->stream, d->eng, dnnl_stream_default_flags), "stream creation");
+    d->act_dt = e->precision == VX_NN_BF16 ? dnnl_bf16 : dnnl_f32;
+    d->int8 = e->precision == VX_NN_INT8;
     d->block = isa_block();
     d->act_tag = d->block == 16 ? dnnl_aBcd16b : dnnl_aBcd8b;
-    d->act_dt = e->precision == VX_NN_BF16 ? dnnl_bf16 : dnnl_f32;
+
+    /* Layout per precision: oneDNN 2.6 runs FP32 and BF16 fastest blocked
+     * (jit/brgconv on nChw16c, concats in place), but its INT8 kernels on
+     * VNNI/AMX (brgconv, AMX tiles) take NHWC only; blocked INT8 would fall
+     * to reference code.  VX_CPU_LAYOUT=nhwc|blocked overrides (experiments). */
     const char *lay = getenv("VX_CPU_LAYOUT");
-    if (lay && !strcmp(lay, "nhwc")) {
+    int nhwc = d->int8;
+    if (lay && !strcmp(lay, "nhwc"))
+        nhwc = 1;
+    else if (lay && !strcmp(lay, "blocked"))
+        nhwc = 0;
+    if (nhwc) {
         d->block = 0;
         d->act_tag = dnnl_acdb;
     }
@@ -884,6 +1324,9 @@ static vx_err dnnl_create(vx_nn_engine *e)
         tstate_t *s = &d->ts[i];
         const vx_tensor *t = &g->t[i];
         s->act = s->plain = s->direct_out = -1;
+        s->alt[0] = s->alt[1] = s->alt[2] = -1;
+        s->dt = DT_F32;
+        s->q = 1.0f;
         if (t->rank < 0 || t->data)
             continue;
         dnnl_dims_t dims;
@@ -907,7 +1350,14 @@ static vx_err dnnl_create(vx_nn_engine *e)
         d->bufs[b].user = e->inputs[i];
         d->ts[t].plain = b;
     }
-    find_nhwc_outputs(d, g);
+    d->capture = e->capture;
+    if (!d->capture)
+        find_nhwc_outputs(d, g);
+    if (d->int8) {
+        vx_err err = plan_int8(d, g);
+        if (err)
+            return err;
+    }
     for (int i = 0; i < g->nt; i++)
         if (d->ts[i].direct_out >= 0) {
             int b = new_buf(d, 0);
@@ -936,7 +1386,8 @@ static vx_err dnnl_create(vx_nn_engine *e)
         if (d->ts[t].plain >= 0) {
             err = reorder_step(d, &d->ts[t].plain_md, d->ts[t].plain, &d->ts[t].plain_md, ub);
         } else if (d->ts[t].act >= 0) {
-            err = reorder_step(d, &d->ts[t].act_md, d->ts[t].act, &d->ts[t].plain_md, ub);
+            err =
+                reorder_scaled(d, &d->ts[t].act_md, d->ts[t].act, &d->ts[t].plain_md, ub, 1.0f / d->ts[t].q);
         } else if (d->ts[t].direct_out >= 0) {
             /* Same tensor as another output slot written directly. */
             err = reorder_step(d, &d->ts[t].plain_md, d->ts[t].plain, &d->ts[t].plain_md, ub);
@@ -981,6 +1432,8 @@ static vx_err dnnl_create(vx_nn_engine *e)
             def[b] = 0;
             last[b] = d->nsteps;
         }
+        if (d->capture)
+            last[b] = d->nsteps;
         if (last[b] < def[b])
             last[b] = def[b];
     }
@@ -1020,16 +1473,21 @@ static vx_err dnnl_create(vx_nn_engine *e)
     e->stats.reference_steps = nref;
     e->stats.arena_mib = (double)total / (1 << 20);
     const dnnl_version_t *v = dnnl_version();
+    char mix[64] = "";
+    if (d->int8)
+        snprintf(mix, sizeof mix, " (%d convs INT8, %d FP32)", d->conv_int8, d->conv_fp32);
     snprintf(
         e->desc, sizeof e->desc,
-        "cpu: oneDNN %d.%d.%d, %s, %s %s%s, %d threads, %d primitives + %d reference steps, %.1f MiB arena",
-        v->major, v->minor, v->patch, isa_name(), vx_nn_precision_name(e->precision),
+        "cpu: oneDNN %d.%d.%d, %s, %s%s %s%s, conv impl %s, %d threads, %d primitives + %d reference steps, "
+        "%.1f MiB arena",
+        v->major, v->minor, v->patch, isa_name(), vx_nn_precision_name(e->precision), mix,
         d->block == 16 ? "nChw16c"
         : d->block     ? "nChw8c"
                        : "nhwc",
-        e->precision != VX_NN_FP32 && !vx_nn_precision_native(e->precision) ? " (emulated: no native BF16)"
-                                                                            : "",
-        e->threads, nprim, nref, (double)total / (1 << 20));
+        e->precision != VX_NN_FP32 && !vx_nn_precision_native(e->precision)
+            ? (e->precision == VX_NN_BF16 ? " (emulated: no native BF16)" : " (no VNNI: slower INT8)")
+            : "",
+        d->conv_impl[0] ? d->conv_impl : "none", e->threads, nprim, nref, (double)total / (1 << 20));
     return VX_OK;
 }
 
@@ -1088,9 +1546,49 @@ static void dnnl_destroy(vx_nn_engine *e)
     free(d->ts);
     free(d->skip);
     free(d->out_direct);
+    free(d->uns);
     free(d->arena);
     free(d);
     e->impl = NULL;
+}
+
+vx_err vx_nn_dnnl_read_tensor(const vx_nn_engine *e, int t, float *dst)
+{
+    const dnnl_impl *d = e->impl;
+    const vx_graph *g = e->g;
+    if (e->backend != VX_NN_BACKEND_CPU || !d || t < 0 || t >= g->nt)
+        return vx_fail(VX_ERR_INVALID, "read_tensor: not a cpu engine or no such tensor");
+    const tstate_t *s = &d->ts[t];
+    if (s->act >= 0) {
+        dnnl_memory_desc_t dense;
+        dnnl_dims_t dims;
+        dims_of(&g->t[t], dims);
+        dnnl_memory_desc_init_by_tag(&dense, 4, dims, dnnl_f32, dnnl_abcd);
+        dnnl_primitive_desc_t pd;
+        dnnl_primitive_t r;
+        dnnl_memory_t a, b;
+        /* oneDNN's primitive cache makes the repeated creation cheap. */
+        DNNL_CHECK(dnnl_reorder_primitive_desc_create(&pd, &s->act_md, d->eng, &dense, d->eng, NULL),
+                   "read reorder");
+        dnnl_status_t st = dnnl_primitive_create(&r, pd);
+        dnnl_primitive_desc_destroy(pd);
+        DNNL_CHECK(st, "read reorder creation");
+        dnnl_memory_create(&a, &s->act_md, d->eng, d->bufs[s->act].ptr);
+        dnnl_memory_create(&b, &dense, d->eng, dst);
+        dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, a}, {DNNL_ARG_TO, b}};
+        st = dnnl_primitive_execute(r, d->stream, 2, args);
+        dnnl_stream_wait(d->stream);
+        dnnl_primitive_destroy(r);
+        dnnl_memory_destroy(a);
+        dnnl_memory_destroy(b);
+        DNNL_CHECK(st, "read reorder execution");
+        return VX_OK;
+    }
+    if (s->plain >= 0 && g->t[t].dtype == VX_DT_F32) {
+        memcpy(dst, d->bufs[s->plain].ptr, sizeof(float) * (size_t)vx_tensor_elems(&g->t[t]));
+        return VX_OK;
+    }
+    return vx_fail(VX_ERR_NOT_FOUND, "read_tensor: tensor '%s' is not computed by this engine", g->t[t].name);
 }
 
 const vx_nn_backend_ops vx_nn_dnnl_ops = {dnnl_create, dnnl_run, dnnl_destroy};

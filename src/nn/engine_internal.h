@@ -32,6 +32,10 @@ struct vx_nn_engine {
     void *impl;
     char desc[256];
     vx_nn_engine_stats stats;
+    /* Calibration (quant.c): a FP32 cpu engine that keeps every activation
+     * alive and unmodified until the next run, readable through
+     * vx_nn_dnnl_read_tensor. */
+    int capture;
 };
 
 /* Wraps a graph built in memory (tests, loaders) into a model: optimises
@@ -41,6 +45,29 @@ vx_err vx_nn_model_from_graph(vx_graph *g, int optimize, vx_nn_model **out);
 extern const vx_nn_backend_ops vx_nn_ref_ops;
 extern const vx_nn_backend_ops vx_nn_dnnl_ops;
 int vx_nn_dnnl_available(const char **why);
+
+/* Dense NCHW float32 copy of activation tensor t after a run of a capture
+ * engine (engine->capture set before creation). */
+vx_err vx_nn_dnnl_read_tensor(const vx_nn_engine *e, int t, float *dst);
+
+/* INT8 planning shared by the calibrator and the cpu backend (quant.c).
+ * A tensor is stored unsigned (u8, scale 255/amax) when every value it can
+ * hold is >= 0 by construction (ReLU/sigmoid outputs, pools, resizes and
+ * concats of such); otherwise signed (s8, 127/amax).  Tensors that share a
+ * buffer in place (concat inputs and output) get one signedness.  uns has
+ * g->nt entries. */
+void vx_quant_signedness(const vx_graph *g, char *uns);
+static inline float vx_quant_scale(float amax, int is_unsigned)
+{
+    return (is_unsigned ? 255.0f : 127.0f) / amax;
+}
+/* 1 when the convolution n can run in INT8: its source and (unless it is
+ * only dequantised) destination are calibrated and the sensitivity check
+ * did not keep it in FP32. */
+int vx_quant_conv_int8(const vx_graph *g, const vx_node *n);
+/* Symmetric per-output-channel weight quantisation: scale[o] = 127 /
+ * max|w[o,...]| (1 for an all-zero channel) and the rounded int8 weights. */
+void vx_quant_weights(const float *w, int64_t out_ch, int64_t per_ch, float *scale, int8_t *q);
 
 /* Liveness-based buffer planning (memplan.c).  Tensor k lives from step
  * def[k] to step last[k] inclusive and needs bytes[k]; tensors with

@@ -165,6 +165,9 @@ typedef struct {
     int *out;
     int dead;
     int keep_fp32; /* INT8: the sensitivity check left this node in FP32 */
+    /* INT8: relative L2 error the sensitivity check measured (0: not
+     * measured; informational, engines do not need it). */
+    float quant_err;
     union {
         vx_conv_attr conv;
         vx_pool_attr pool;

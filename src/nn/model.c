@@ -78,6 +78,8 @@ vx_err vx_nn_model_load(const char *path, const vx_nn_load_opts *opts, vx_nn_mod
         vx_nn_load_opts_default(&def);
         opts = &def;
     }
+    if (vx_nn_is_engine_file(path) == 1) /* optimised when it was saved */
+        return vx_nn_engine_file_load(path, NULL, out);
     int j = looks_like_json(path);
     if (j < 0)
         return vx_fail(VX_ERR_IO, "%s: cannot open model file (%s)", path, strerror(errno));
@@ -334,8 +336,11 @@ vx_err vx_nn_engine_create(const vx_nn_model *m, const vx_nn_engine_opts *opts, 
     if (!vx_nn_backend_available(opts->backend, &why))
         return vx_fail(VX_ERR_UNAVAILABLE, "backend '%s' is not available: %s",
                        vx_nn_backend_name(opts->backend), why ? why : "unknown reason");
-    if ((unsigned)opts->precision > VX_NN_BF16)
+    if ((unsigned)opts->precision > VX_NN_INT8)
         return vx_fail(VX_ERR_INVALID, "unknown precision %d", (int)opts->precision);
+    if (opts->precision == VX_NN_INT8 && opts->backend != VX_NN_BACKEND_REF && !vx_nn_model_is_calibrated(m))
+        return vx_fail(VX_ERR_INVALID, "INT8 needs a calibrated model: calibrate it first (verolux export "
+                                       "--format int8, or vx_nn_calibrator_*) or load its INT8 engine file");
     if (opts->threads < 0 || opts->threads > 1024)
         return vx_fail(VX_ERR_INVALID, "thread count %d out of range", opts->threads);
     vx_nn_engine *e = calloc(1, sizeof *e);
