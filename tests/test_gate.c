@@ -83,6 +83,9 @@ typedef struct {
     int nlast_persons;
     vx_gate_guard last_guards[8];
     int nlast_guards;
+    uint32_t watch;           /* a track whose states to record (0: none) */
+    vx_gate_state states[16]; /* its distinct states in order, from the snapshots */
+    int nstates;
     char *json; /* every frame's result JSON, one per line */
     size_t json_len;
 } run_out;
@@ -94,7 +97,9 @@ static void out_free(run_out *o)
 
 static void run_scene(vx_gate *g, const actor *actors, int nact, double seconds, run_out *o)
 {
+    uint32_t watch = o->watch;
     memset(o, 0, sizeof *o);
+    o->watch = watch;
     vx_gate_result res;
     vx_gate_result_init(&res);
     vx_track_det dets[16];
@@ -138,6 +143,10 @@ static void run_scene(vx_gate *g, const actor *actors, int nact, double seconds,
         o->json[o->json_len] = 0;
         free(s);
         o->counts = res.counts;
+        for (int i = 0; i < res.npersons; i++)
+            if (o->watch && res.persons[i].id == o->watch && o->nstates < 16 &&
+                (o->nstates == 0 || o->states[o->nstates - 1] != res.persons[i].state))
+                o->states[o->nstates++] = res.persons[i].state;
         o->nlast_persons = res.npersons < 8 ? res.npersons : 8;
         if (o->nlast_persons)
             memcpy(o->last_persons, res.persons, sizeof *res.persons * (size_t)o->nlast_persons);
@@ -243,10 +252,20 @@ static void test_check_completed(void **state)
     vx_gate *g = make_gate(&c);
     actor a[2];
     scene_checked(a);
-    run_out o;
+    run_out o = {.watch = 2};
     run_scene(g, a, 2, 18, &o);
     dump_events(&o);
     const uint32_t G = 1, V = 2;
+    /* the visitor's states, frame by frame (on the 20 px between the post
+     * and the gate area the guard is in neither zone, so not present) */
+    const vx_gate_state want[] = {
+        VX_GATE_IDLE,          VX_GATE_PRESENT_IN_GA,      VX_GATE_GUARD_PRESENT,   VX_GATE_PRESENT_IN_GA,
+        VX_GATE_GUARD_PRESENT, VX_GATE_INTERACTION_WINDOW, VX_GATE_CHECK_COMPLETED, VX_GATE_IDLE};
+    assert_int_equal(o.nstates, 8);
+    for (int i = 0; i < 8; i++)
+        if (o.states[i] != want[i])
+            fail_msg("state %d: %s, expected %s", i, vx_gate_state_name(o.states[i]),
+                     vx_gate_state_name(want[i]));
     /* at the post from its first frame (t=0, confirmed at 0.2): 3 s of dwell */
     const vx_gate_event *e = expect_ev(&o, VX_GATE_EV_GUARD_ANCHORED, G, 3.0, 1e-6);
     assert_string_equal(e->zone, "anchor");
@@ -341,7 +360,7 @@ static void test_fail_no_guard(void **state)
     scene_config(&c, VX_GATE_ANCHOR_EITHER);
     vx_gate *g = make_gate(&c);
     actor v = {.n = 2, .w = {{0, 50, 400}, {6, 950, 400}}}; /* 150 px/s: in the gate 1.67 .. 4.33 s */
-    run_out o;
+    run_out o = {0};
     run_scene(g, &v, 1, 8, &o);
     dump_events(&o);
     expect_ev(&o, VX_GATE_EV_PERSON_ENTERED, 1, 1.67, TOL);
@@ -371,7 +390,7 @@ static void test_fail_no_contact(void **state)
         {.n = 2, .w = {{0, 850, 300}, {10, 850, 300}}},
         {.n = 4, .w = {{0, 50, 450}, {3, 500, 450}, {5, 500, 450}, {8, 50, 450}}},
     };
-    run_out o;
+    run_out o = {0};
     run_scene(g, a, 2, 10, &o);
     dump_events(&o);
     expect_ev(&o, VX_GATE_EV_GUARD_ANCHORED, 1, 3.0, 1e-6);
@@ -401,7 +420,7 @@ static void test_fail_too_short(void **state)
                {16, 850, 300}}},
         {.n = 4, .w = {{0, 50, 450}, {2, 500, 450}, {12, 500, 450}, {14, 50, 450}}},
     };
-    run_out o;
+    run_out o = {.watch = 2};
     run_scene(g, a, 2, 15, &o);
     dump_events(&o);
     expect_ev(&o, VX_GATE_EV_CONTACT_STARTED, 2, 6.30, TOL);
@@ -409,6 +428,15 @@ static void test_fail_too_short(void **state)
     const vx_gate_event *f = expect_ev(&o, VX_GATE_EV_CHECK_FAILED, 2, 12.89, TOL);
     assert_int_equal(f->reason, VX_GATE_FAIL_TOO_SHORT);
     assert_int_equal(f->other_id, 1);
+    const vx_gate_state want[] = {VX_GATE_IDLE,          VX_GATE_PRESENT_IN_GA, VX_GATE_GUARD_PRESENT,
+                                  VX_GATE_PRESENT_IN_GA, VX_GATE_GUARD_PRESENT, VX_GATE_INTERACTION_WINDOW,
+                                  VX_GATE_GUARD_PRESENT, VX_GATE_PRESENT_IN_GA, VX_GATE_GUARD_PRESENT,
+                                  VX_GATE_CHECK_FAILED,  VX_GATE_IDLE};
+    assert_int_equal(o.nstates, 11);
+    for (int i = 0; i < 11; i++)
+        if (o.states[i] != want[i])
+            fail_msg("state %d: %s, expected %s", i, vx_gate_state_name(o.states[i]),
+                     vx_gate_state_name(want[i]));
     const vx_gate_completion *r = &o.comp[0].c;
     assert_true(r->interaction_s > 0.3 && r->interaction_s < 1.2);
     assert_true(r->criteria.visitor_dwell);
@@ -426,7 +454,7 @@ static void test_fail_timeout(void **state)
     vx_gate *g = make_gate(&c);
     /* walks in, then is never seen again after t=5.0 */
     actor v = {.n = 3, .w = {{0, 50, 400}, {2, 450, 400}, {5, 450, 400}}};
-    run_out o;
+    run_out o = {0};
     run_scene(g, &v, 1, 14, &o);
     dump_events(&o);
     const vx_gate_event *l = expect_ev(&o, VX_GATE_EV_PERSON_LEFT, 1, 13.0, 1e-6);
@@ -481,7 +509,7 @@ static void test_hysteresis(void **state)
                      {4.25, 290, 400},
                      {7, 290, 400}}};
     vx_gate *g = make_gate(&c);
-    run_out o;
+    run_out o = {0};
     run_scene(g, &v, 1, 7, &o);
     dump_events(&o);
     assert_int_equal(count_ev(&o, VX_GATE_EV_PERSON_ENTERED, 0), 1);
@@ -552,7 +580,7 @@ static void test_min_box_height(void **state)
     scene_config(&c, VX_GATE_ANCHOR_EITHER);
     vx_gate *g = make_gate(&c);
     actor v = {.n = 2, .w = {{0, 50, 400}, {6, 950, 400}}, .h = 30.f}; /* 30 px tall: noise */
-    run_out o;
+    run_out o = {0};
     run_scene(g, &v, 1, 7, &o);
     assert_int_equal(o.nev, 0);
     assert_int_equal(o.counts.gate_entries, 0);
@@ -577,7 +605,7 @@ static void test_mode_either(void **state)
     vx_gate *g = make_gate(&c);
     actor a[2];
     waiting_guard_scene(a);
-    run_out o;
+    run_out o = {0};
     run_scene(g, a, 2, 18, &o);
     dump_events(&o);
     /* W had its own session first ... */
@@ -623,7 +651,7 @@ static void test_mode_strict_anchor(void **state)
     vx_gate *g = make_gate(&c);
     actor a[2];
     waiting_guard_scene(a);
-    run_out o;
+    run_out o = {0};
     run_scene(g, a, 2, 18, &o);
     dump_events(&o);
     /* nobody is a guard without the anchor: both are visitors, neither checked */
@@ -657,7 +685,7 @@ static void test_mode_no_anchor(void **state)
              {{0, 250, 300}, {5, 250, 300}, {5.5, 290, 340}, {8, 290, 340}, {8.5, 250, 300}, {16, 250, 300}}},
         {.n = 5, .w = {{0, 800, 400}, {3, 330, 350}, {11, 330, 350}, {14, 800, 350}, {16, 800, 350}}},
     };
-    run_out o;
+    run_out o = {0};
     run_scene(g, a, 2, 16, &o);
     dump_events(&o);
     const vx_gate_event *pe = find_ev(&o, VX_GATE_EV_PERSON_ENTERED, 2, 0);
@@ -698,7 +726,7 @@ static void test_pose_hook_and_score(void **state)
     double zero = 0.0, one = 1.0;
     vx_gate *g = make_gate(&c);
     vx_gate_set_pose_hook(g, pose_value, &zero);
-    run_out o;
+    run_out o = {0};
     run_scene(g, a, 2, 18, &o);
     assert_int_equal(count_ev(&o, VX_GATE_EV_CHECK_COMPLETED, 0), 0);
     const vx_gate_event *f = find_ev(&o, VX_GATE_EV_CHECK_FAILED, 2, 0);
@@ -733,7 +761,7 @@ static void test_deterministic_and_json(void **state)
     scene_config(&c, VX_GATE_ANCHOR_EITHER);
     actor a[2];
     scene_checked(a);
-    run_out o1, o2;
+    run_out o1 = {0}, o2 = {0};
     vx_gate *g = make_gate(&c);
     run_scene(g, a, 2, 18, &o1);
     vx_gate_destroy(g);

@@ -631,9 +631,11 @@ static void leave_gate(frame_ctx *f, rec *r, double t, int timed_out)
     if (!timed_out)
         g->counts.passed_through++;
     emit(f, r, VX_GATE_EV_PERSON_LEFT, t, 0, g->cfg.gate_area.zone_id, r->conf, VX_GATE_FAIL_NONE);
-    if (r->s.open)
-        close_session(f, r, t, 0, timed_out ? VX_GATE_FAIL_TIMEOUT : reason_of(&r->s));
     r->state = VX_GATE_IDLE;
+    if (r->s.open) {
+        close_session(f, r, t, 0, timed_out ? VX_GATE_FAIL_TIMEOUT : reason_of(&r->s));
+        r->state = VX_GATE_CHECK_FAILED; /* for this frame's snapshot; IDLE from the next */
+    }
     memset(&r->contact, 0, sizeof r->contact);
     if (r->role == VX_GATE_ROLE_VISITOR)
         r->fixed_visitor = 1;
@@ -1059,6 +1061,9 @@ vx_err vx_gate_process(vx_gate *g, const vx_gate_frame *fr, vx_gate_result *res)
         goto out;
 
     /* records follow the tracks */
+    for (int i = 0; i < g->n; i++)
+        if (g->r[i].state == VX_GATE_CHECK_FAILED)
+            g->r[i].state = VX_GATE_IDLE;
     for (int i = 0; i < g->n; i++)
         g->r[i].alive = g->r[i].visible = 0;
     for (int i = 0; i < nt; i++) {

@@ -187,7 +187,7 @@ typedef enum {
     VX_GATE_GUARD_PRESENT,      /* a guard is in the anchor or the gate area */
     VX_GATE_INTERACTION_WINDOW, /* in contact with a guard */
     VX_GATE_CHECK_COMPLETED,    /* all criteria met; stays until the visitor leaves */
-    VX_GATE_CHECK_FAILED,       /* session ended without a completed check (reported once) */
+    VX_GATE_CHECK_FAILED, /* the visit ended without a completed check (in that frame's snapshot only) */
 } vx_gate_state;
 
 typedef enum {
