@@ -19,6 +19,7 @@
  * arena by liveness.  Operators oneDNN does not cover run the reference
  * kernels on plain copies, so every graph the loaders accept runs here.
  */
+#include <math.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 #include <stdlib.h>
@@ -1084,6 +1085,394 @@ static vx_err ref_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     return VX_OK;
 }
 
+/* ---- plain-layout primitives -------------------------------------------
+ * Detection heads end in tensors of rank 2 to 5 (YOLOv8's DFL: reshape,
+ * transpose, softmax, decode arithmetic with broadcast constants, concat
+ * along the anchor axis).  These run as oneDNN primitives on dense
+ * row-major buffers, multi-threaded like the rest; reshapes and contiguous
+ * splits are views of their input, no copy.  Anything not covered here
+ * falls back to the reference kernels. */
+
+/* Buffer wrapping a float32 constant (read-only, owned by the graph). */
+static int const_buf(dnnl_impl *d, const vx_tensor *t)
+{
+    int b = new_buf(d, 0);
+    if (b >= 0)
+        d->bufs[b].user = t->data;
+    return b;
+}
+
+/* Plain md of tensor t with its dims right-aligned to `rank` (leading 1s). */
+static void plain_md_rank(const vx_tensor *t, int rank, dnnl_memory_desc_t *md)
+{
+    dnnl_dims_t dims, strides;
+    int lead = rank - t->rank;
+    for (int i = 0; i < rank; i++)
+        dims[i] = i < lead ? 1 : t->dims[i - lead];
+    dnnl_dim_t s = 1;
+    for (int i = rank - 1; i >= 0; i--) {
+        strides[i] = s;
+        s *= dims[i];
+    }
+    dnnl_memory_desc_init_by_strides(md, rank, dims, dnnl_f32, strides);
+}
+
+static int is_plain_f32(const vx_tensor *t)
+{
+    return t->dtype == VX_DT_F32 && t->rank >= (t->data ? 0 : 1) && t->rank <= VX_NN_MAX_RANK;
+}
+
+/* Output buffer (plain form) of tensor t. */
+static int out_plain(dnnl_impl *d, int t)
+{
+    tstate_t *s = &d->ts[t];
+    if (s->plain < 0)
+        s->plain = new_buf(d, dnnl_memory_desc_get_size(&s->plain_md));
+    return s->plain;
+}
+
+/* Makes the plain form of y a view of x's plain form at byte offset off. */
+static vx_err plain_view(dnnl_impl *d, const vx_graph *g, int x, int y, size_t off)
+{
+    vx_err e = need_plain(d, g, x);
+    if (e)
+        return e;
+    if (d->ts[y].plain >= 0) {
+        /* y already has a home (a graph output): copy its window of x */
+        const vx_tensor *ty = &g->t[y];
+        dnnl_dims_t whole = {(dnnl_dim_t)vx_tensor_elems(&g->t[x])}, w = {(dnnl_dim_t)vx_tensor_elems(ty)},
+                    at = {(dnnl_dim_t)(off / 4)};
+        dnnl_memory_desc_t xmd, smd, ymd;
+        dnnl_memory_desc_init_by_tag(&xmd, 1, whole, dnnl_f32, dnnl_a);
+        dnnl_memory_desc_init_by_tag(&ymd, 1, w, dnnl_f32, dnnl_a);
+        if (dnnl_memory_desc_init_submemory(&smd, &xmd, w, at) != dnnl_success)
+            return vx_fail(VX_ERR_BACKEND, "oneDNN: sub-memory for '%s'", ty->name);
+        return reorder_step(d, &smd, d->ts[x].plain, &ymd, d->ts[y].plain);
+    }
+    int b = new_buf(d, 0);
+    if (b < 0)
+        return vx_fail(VX_ERR_NOMEM, "out of memory");
+    d->bufs[b].root = d->ts[x].plain;
+    d->bufs[b].off = off;
+    d->ts[y].plain = b;
+    touch(d, b, d->nsteps > 0 ? d->nsteps - 1 : 0);
+    return VX_OK;
+}
+
+/* Adds primitive pd (consumed by the caller) reading srcs, writing y's plain form. */
+static vx_err plain_prim(dnnl_impl *d, const_dnnl_op_desc_t desc, int n_src, const int *args,
+                         const dnnl_memory_desc_t *mds, const int *bufs, int y, const dnnl_memory_desc_t *ymd)
+{
+    dnnl_primitive_attr_t attr = new_attr();
+    dnnl_primitive_desc_t pd;
+    dnnl_status_t st = dnnl_primitive_desc_create(&pd, desc, attr, d->eng, NULL);
+    dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success)
+        return VX_ERR_UNSUPPORTED; /* quietly: the caller falls back */
+    int yb = out_plain(d, y);
+    step_t *s;
+    vx_err e = yb < 0 ? vx_fail(VX_ERR_NOMEM, "out of memory") : add_prim_step(d, pd, &s);
+    dnnl_primitive_desc_destroy(pd);
+    if (e)
+        return e;
+    for (int i = 0; i < n_src; i++)
+        add_arg(d, s, args[i], &mds[i], bufs[i]);
+    add_arg(d, s, DNNL_ARG_DST, ymd, yb);
+    return VX_OK;
+}
+
+/* Source buffer (plain form, or the constant itself) of input t. */
+static vx_err plain_src(dnnl_impl *d, const vx_graph *g, int t, int *buf)
+{
+    if (g->t[t].data) {
+        *buf = const_buf(d, &g->t[t]);
+        return *buf < 0 ? vx_fail(VX_ERR_NOMEM, "out of memory") : VX_OK;
+    }
+    vx_err e = need_plain(d, g, t);
+    *buf = d->ts[t].plain;
+    return e;
+}
+
+/* VX_OK: compiled; VX_ERR_UNSUPPORTED: not handled here (nothing added);
+ * anything else: a real error. */
+static vx_err plain_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    for (int j = 0; j < n->n_out; j++)
+        if (!is_plain_f32(&g->t[n->out[j]]) || g->t[n->out[j]].data)
+            return VX_ERR_UNSUPPORTED;
+    int x = n->n_in > 0 ? n->in[0] : -1;
+    if (x < 0 || !is_plain_f32(&g->t[x]))
+        return VX_ERR_UNSUPPORTED;
+    const vx_tensor *tx = &g->t[x];
+    int y = n->out[0];
+    const vx_tensor *ty = &g->t[y];
+    switch (n->op) {
+    case VX_OP_RESHAPE:
+    case VX_OP_IDENTITY:
+        if (tx->data || vx_tensor_elems(tx) != vx_tensor_elems(ty))
+            return VX_ERR_UNSUPPORTED;
+        return plain_view(d, g, x, y, 0);
+    case VX_OP_SPLIT: {
+        if (tx->data)
+            return VX_ERR_UNSUPPORTED;
+        int ax = n->a.split.axis;
+        int64_t outer = 1, inner = 1;
+        for (int i = 0; i < ax; i++)
+            outer *= tx->dims[i];
+        for (int i = ax + 1; i < tx->rank; i++)
+            inner *= tx->dims[i];
+        int64_t at = 0;
+        for (int j = 0; j < n->n_out; j++) {
+            int64_t sz = g->t[n->out[j]].dims[ax];
+            vx_err e;
+            if (outer == 1) {
+                e = plain_view(d, g, x, n->out[j], (size_t)(at * inner) * 4);
+            } else {
+                e = need_plain(d, g, x);
+                dnnl_dims_t dims, offs = {0};
+                dims_of(&g->t[n->out[j]], dims);
+                offs[ax] = at;
+                dnnl_memory_desc_t smd;
+                if (!e &&
+                    dnnl_memory_desc_init_submemory(&smd, &d->ts[x].plain_md, dims, offs) != dnnl_success)
+                    e = vx_fail(VX_ERR_BACKEND, "oneDNN: sub-memory for '%s'", n->name);
+                int yb = e ? -1 : out_plain(d, n->out[j]);
+                if (!e && yb < 0)
+                    e = vx_fail(VX_ERR_NOMEM, "out of memory");
+                if (!e)
+                    e = reorder_step(d, &smd, d->ts[x].plain, &d->ts[n->out[j]].plain_md, yb);
+            }
+            if (e)
+                return e;
+            at += sz;
+        }
+        return VX_OK;
+    }
+    case VX_OP_TRANSPOSE: {
+        if (tx->data)
+            return VX_ERR_UNSUPPORTED;
+        vx_err e = need_plain(d, g, x);
+        if (e)
+            return e;
+        dnnl_dims_t xs, dims, strides;
+        dnnl_dim_t s = 1;
+        for (int i = tx->rank - 1; i >= 0; i--) {
+            xs[i] = s;
+            s *= tx->dims[i];
+        }
+        for (int i = 0; i < ty->rank; i++) {
+            dims[i] = ty->dims[i];
+            strides[i] = xs[n->a.transpose.perm[i]];
+        }
+        dnnl_memory_desc_t smd;
+        if (dnnl_memory_desc_init_by_strides(&smd, ty->rank, dims, dnnl_f32, strides) != dnnl_success)
+            return VX_ERR_UNSUPPORTED;
+        int yb = out_plain(d, y);
+        if (yb < 0)
+            return vx_fail(VX_ERR_NOMEM, "out of memory");
+        return reorder_step(d, &smd, d->ts[x].plain, &d->ts[y].plain_md, yb);
+    }
+    case VX_OP_SOFTMAX: {
+        if (tx->data || n->a.softmax.flat)
+            return VX_ERR_UNSUPPORTED;
+        int b;
+        vx_err e = plain_src(d, g, x, &b);
+        if (e)
+            return e;
+        dnnl_softmax_desc_t sd;
+        if (dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &d->ts[x].plain_md,
+                                           n->a.softmax.axis) != dnnl_success)
+            return VX_ERR_UNSUPPORTED;
+        int a = DNNL_ARG_SRC;
+        return plain_prim(d, &sd, 1, &a, &d->ts[x].plain_md, &b, y, &d->ts[y].plain_md);
+    }
+    case VX_OP_RELU:
+    case VX_OP_LEAKY_RELU:
+    case VX_OP_SIGMOID:
+    case VX_OP_SWISH:
+    case VX_OP_HARDSWISH:
+    case VX_OP_CLIP: {
+        if (tx->data)
+            return VX_ERR_UNSUPPORTED;
+        int b;
+        vx_err e = plain_src(d, g, x, &b);
+        if (e)
+            return e;
+        dnnl_alg_kind_t alg;
+        float alpha, beta = 0.0f;
+        if (n->op == VX_OP_CLIP) {
+            alg = dnnl_eltwise_clip_v2;
+            alpha = n->a.clip.lo;
+            beta = n->a.clip.hi;
+        } else {
+            vx_act act = n->op == VX_OP_RELU         ? VX_ACT_RELU
+                         : n->op == VX_OP_LEAKY_RELU ? VX_ACT_LEAKY_RELU
+                         : n->op == VX_OP_SIGMOID    ? VX_ACT_SIGMOID
+                         : n->op == VX_OP_SWISH      ? VX_ACT_SWISH
+                                                     : VX_ACT_HARDSWISH;
+            act_alg(act, n->op == VX_OP_LEAKY_RELU ? n->a.leaky.alpha : 0.0f, &alg, &alpha);
+        }
+        dnnl_eltwise_desc_t ed;
+        if (dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &d->ts[x].plain_md, alpha,
+                                           beta) != dnnl_success)
+            return VX_ERR_UNSUPPORTED;
+        int a = DNNL_ARG_SRC;
+        return plain_prim(d, &ed, 1, &a, &d->ts[x].plain_md, &b, y, &d->ts[y].plain_md);
+    }
+    case VX_OP_ADD:
+    case VX_OP_SUB:
+    case VX_OP_MUL:
+    case VX_OP_DIV: {
+        if (n->n_in != 2 || n->in[1] < 0 || !is_plain_f32(&g->t[n->in[1]]))
+            return VX_ERR_UNSUPPORTED;
+        int a0 = n->in[0], a1 = n->in[1];
+        /* oneDNN broadcasts only the second source: the first must have the output's shape. */
+        int r = ty->rank;
+        if (g->t[a0].rank > r || g->t[a1].rank > r)
+            return VX_ERR_UNSUPPORTED;
+        dnnl_memory_desc_t md0, md1;
+        plain_md_rank(&g->t[a0], r, &md0);
+        plain_md_rank(&g->t[a1], r, &md1);
+        int full0 = 1;
+        for (int i = 0; i < r; i++)
+            if (md0.dims[i] != ty->dims[i])
+                full0 = 0;
+        if (!full0) {
+            if (n->op == VX_OP_SUB || n->op == VX_OP_DIV)
+                return VX_ERR_UNSUPPORTED;
+            int tt = a0;
+            a0 = a1;
+            a1 = tt;
+            dnnl_memory_desc_t tm = md0;
+            md0 = md1;
+            md1 = tm;
+            for (int i = 0; i < r; i++)
+                if (md0.dims[i] != ty->dims[i])
+                    return VX_ERR_UNSUPPORTED;
+        }
+        for (int i = 0; i < r; i++)
+            if (md1.dims[i] != 1 && md1.dims[i] != ty->dims[i])
+                return VX_ERR_UNSUPPORTED;
+        if (g->t[a0].data && g->t[a1].data)
+            return VX_ERR_UNSUPPORTED;
+        int bufs[2];
+        vx_err e = plain_src(d, g, a0, &bufs[0]);
+        if (!e)
+            e = plain_src(d, g, a1, &bufs[1]);
+        if (e)
+            return e;
+        dnnl_alg_kind_t alg = n->op == VX_OP_ADD   ? dnnl_binary_add
+                              : n->op == VX_OP_SUB ? dnnl_binary_sub
+                              : n->op == VX_OP_MUL ? dnnl_binary_mul
+                                                   : dnnl_binary_div;
+        dnnl_binary_desc_t bd;
+        if (dnnl_binary_desc_init(&bd, alg, &md0, &md1, &d->ts[y].plain_md) != dnnl_success)
+            return VX_ERR_UNSUPPORTED;
+        dnnl_memory_desc_t mds[2] = {md0, md1};
+        int args[2] = {DNNL_ARG_SRC_0, DNNL_ARG_SRC_1};
+        return plain_prim(d, &bd, 2, args, mds, bufs, y, &d->ts[y].plain_md);
+    }
+    case VX_OP_POW: {
+        /* x ^ constant: eltwise pow (alpha * x ^ beta) */
+        const vx_tensor *te = n->n_in == 2 && n->in[1] >= 0 ? &g->t[n->in[1]] : NULL;
+        if (tx->data || !te || !te->data || te->dtype != VX_DT_F32 || vx_tensor_elems(te) != 1)
+            return VX_ERR_UNSUPPORTED;
+        int b;
+        vx_err e = plain_src(d, g, x, &b);
+        if (e)
+            return e;
+        dnnl_eltwise_desc_t ed;
+        if (dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, dnnl_eltwise_pow, &d->ts[x].plain_md,
+                                           1.0f, *(const float *)te->data) != dnnl_success)
+            return VX_ERR_UNSUPPORTED;
+        int a = DNNL_ARG_SRC;
+        return plain_prim(d, &ed, 1, &a, &d->ts[x].plain_md, &b, y, &d->ts[y].plain_md);
+    }
+    case VX_OP_MATMUL: {
+        if (n->n_in != 2 || n->in[1] < 0)
+            return VX_ERR_UNSUPPORTED;
+        const vx_tensor *tb = &g->t[n->in[1]];
+        int r = ty->rank;
+        if (!is_plain_f32(tb) || tx->rank < 2 || tb->rank < 2 || r < 2 || r > 6 || tx->rank > r ||
+            tb->rank > r || (tx->data && tb->data))
+            return VX_ERR_UNSUPPORTED;
+        dnnl_memory_desc_t mds[2];
+        plain_md_rank(tx, r, &mds[0]);
+        plain_md_rank(tb, r, &mds[1]);
+        int bufs[2];
+        vx_err e = plain_src(d, g, x, &bufs[0]);
+        if (!e)
+            e = plain_src(d, g, n->in[1], &bufs[1]);
+        if (e)
+            return e;
+        dnnl_matmul_desc_t md;
+        if (dnnl_matmul_desc_init(&md, &mds[0], &mds[1], NULL, &d->ts[y].plain_md) != dnnl_success)
+            return VX_ERR_UNSUPPORTED;
+        int args[2] = {DNNL_ARG_SRC, DNNL_ARG_WEIGHTS};
+        return plain_prim(d, &md, 2, args, mds, bufs, y, &d->ts[y].plain_md);
+    }
+    case VX_OP_CONCAT: {
+        if (n->n_in > 64)
+            return VX_ERR_UNSUPPORTED;
+        dnnl_memory_desc_t mds[64];
+        int bufs[64];
+        for (int i = 0; i < n->n_in; i++) {
+            const vx_tensor *ti = &g->t[n->in[i]];
+            if (!is_plain_f32(ti) || ti->rank != ty->rank)
+                return VX_ERR_UNSUPPORTED;
+        }
+        for (int i = 0; i < n->n_in; i++) {
+            vx_err e = plain_src(d, g, n->in[i], &bufs[i]);
+            if (e)
+                return e;
+            plain_md_rank(&g->t[n->in[i]], ty->rank, &mds[i]);
+        }
+        dnnl_primitive_desc_t pd;
+        dnnl_primitive_attr_t attr = new_attr();
+        dnnl_status_t st = dnnl_concat_primitive_desc_create(&pd, &d->ts[y].plain_md, n->n_in,
+                                                             n->a.concat.axis, mds, attr, d->eng);
+        dnnl_primitive_attr_destroy(attr);
+        if (st != dnnl_success)
+            return vx_fail(VX_ERR_BACKEND, "oneDNN: concat creation failed for '%s'", n->name);
+        int yb = out_plain(d, y);
+        step_t *s;
+        vx_err e = yb < 0 ? vx_fail(VX_ERR_NOMEM, "out of memory") : add_prim_step(d, pd, &s);
+        dnnl_primitive_desc_destroy(pd);
+        if (e)
+            return e;
+        for (int i = 0; i < n->n_in; i++)
+            add_arg(d, s, DNNL_ARG_MULTIPLE_SRC + i, &mds[i], bufs[i]);
+        add_arg(d, s, DNNL_ARG_DST, &d->ts[y].plain_md, yb);
+        return VX_OK;
+    }
+    default: return VX_ERR_UNSUPPORTED;
+    }
+}
+
+/* Not a blocked-layout primitive: a plain-layout one, else the reference kernel. */
+static vx_err fallback_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
+{
+    vx_err e = plain_step(d, g, n);
+    return e == VX_ERR_UNSUPPORTED ? ref_step(d, g, n) : e;
+}
+
+/* oneDNN's nearest resampling takes round((o + 0.5) * in / out - 0.5) per
+ * axis: usable when that picks the same source rows/columns as the node. */
+static int nearest_matches(const vx_resize_attr *r, int64_t in, int64_t out, float scale)
+{
+    for (int64_t o = 0; o < out; o++) {
+        double f = ((double)o + 0.5) * (double)in / (double)out - 0.5;
+        double fr = f - floor(f);
+        if (fabs(fr - 0.5) < 1e-3)
+            return 0; /* a tie: rounding direction not guaranteed */
+        int64_t i = (int64_t)floor(f + 0.5);
+        i = i < 0 ? 0 : i >= in ? in - 1 : i;
+        if (i != vx_resize_nearest_src(r, o, in, out, scale))
+            return 0;
+    }
+    return 1;
+}
+
 static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
 {
     int x = n->n_in > 0 ? n->in[0] : -1;
@@ -1107,8 +1496,49 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         d->conv_fp32++;
         return conv_step(d, g, n);
     }
+    if (x < 0 || n->n_out < 1)
+        return fallback_step(d, g, n);
+    const vx_tensor *tx = &g->t[x], *ty = &g->t[n->out[0]];
+    /* Which nodes run on the blocked layout. */
+    switch (n->op) {
+    case VX_OP_MAXPOOL:
+    case VX_OP_AVGPOOL: break;
+    case VX_OP_RESIZE: {
+        const vx_resize_attr *r = &n->a.resize;
+        int linear = r->coord == VX_COORD_HALF_PIXEL && r->mode == VX_RESIZE_LINEAR &&
+                     r->scale_h == (float)ty->dims[2] / (float)tx->dims[2] &&
+                     r->scale_w == (float)ty->dims[3] / (float)tx->dims[3];
+        int nearest = all_act && r->mode == VX_RESIZE_NEAREST &&
+                      nearest_matches(r, tx->dims[2], ty->dims[2], r->scale_h) &&
+                      nearest_matches(r, tx->dims[3], ty->dims[3], r->scale_w);
+        if (!linear && !nearest)
+            all_act = 0;
+        break;
+    }
+    case VX_OP_ADD:
+    case VX_OP_SUB:
+    case VX_OP_MUL:
+    case VX_OP_DIV:
+        if (all_act && memcmp(g->t[n->in[0]].dims, g->t[n->in[1]].dims, sizeof(int64_t) * 4))
+            all_act = 0;
+        break;
+    case VX_OP_RELU:
+    case VX_OP_LEAKY_RELU:
+    case VX_OP_SIGMOID:
+    case VX_OP_SWISH:
+    case VX_OP_HARDSWISH:
+        /* Stay plain when the input only exists plain (a head's tail). */
+        if (all_act && d->ts[x].act < 0 && d->ts[x].plain >= 0 && tx->graph_input < 0)
+            all_act = 0;
+        break;
+    case VX_OP_CONCAT:
+        if (n->a.concat.axis != 1)
+            all_act = 0;
+        break;
+    default: all_act = 0;
+    }
     if (!all_act)
-        return ref_step(d, g, n);
+        return fallback_step(d, g, n);
     /* Sources in the destination's storage type (a no-op in FP32/BF16
      * engines; in INT8 ones pools, resizes and concats keep the type and
      * the calibrator gave them one range). */
@@ -1126,7 +1556,6 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
                 return e;
         }
     }
-    const vx_tensor *tx = &g->t[x], *ty = &g->t[n->out[0]];
     switch (n->op) {
     case VX_OP_MAXPOOL:
     case VX_OP_AVGPOOL: {
@@ -1145,13 +1574,11 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     }
     case VX_OP_RESIZE: {
         const vx_resize_attr *r = &n->a.resize;
-        /* oneDNN's resampling is the half-pixel convention with factor out/in. */
-        if (r->coord != VX_COORD_HALF_PIXEL || r->mode != VX_RESIZE_LINEAR ||
-            r->scale_h != (float)ty->dims[2] / (float)tx->dims[2] ||
-            r->scale_w != (float)ty->dims[3] / (float)tx->dims[3])
-            return ref_step(d, g, n);
+        /* oneDNN's resampling: half-pixel linear, or nearest (checked above). */
         dnnl_resampling_desc_t rd;
-        DNNL_CHECK(dnnl_resampling_forward_desc_init(&rd, dnnl_forward_inference, dnnl_resampling_linear,
+        DNNL_CHECK(dnnl_resampling_forward_desc_init(&rd, dnnl_forward_inference,
+                                                     r->mode == VX_RESIZE_LINEAR ? dnnl_resampling_linear
+                                                                                 : dnnl_resampling_nearest,
                                                      NULL, &smd[0], &d->ts[n->out[0]].act_md),
                    "resampling descriptor");
         int a = DNNL_ARG_SRC;
@@ -1161,8 +1588,6 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     case VX_OP_SUB:
     case VX_OP_MUL:
     case VX_OP_DIV: {
-        if (memcmp(g->t[n->in[0]].dims, g->t[n->in[1]].dims, sizeof(int64_t) * 4))
-            return ref_step(d, g, n);
         dnnl_alg_kind_t alg = n->op == VX_OP_ADD   ? dnnl_binary_add
                               : n->op == VX_OP_SUB ? dnnl_binary_sub
                               : n->op == VX_OP_MUL ? dnnl_binary_mul
@@ -1194,11 +1619,8 @@ static vx_err compile_node(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         int a = DNNL_ARG_SRC;
         return simple_step(d, g, n, &ed, 1, sbuf, smd, &a, NULL);
     }
-    case VX_OP_CONCAT:
-        if (n->a.concat.axis == 1)
-            return concat_step(d, g, n);
-        return ref_step(d, g, n);
-    default: return ref_step(d, g, n);
+    case VX_OP_CONCAT: return concat_step(d, g, n);
+    default: return fallback_step(d, g, n);
     }
 }
 

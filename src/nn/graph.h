@@ -282,6 +282,9 @@ vx_err vx_graph_optimize(vx_graph *g);
  * `in`/`out` are dense row-major buffers of the node's tensors. */
 vx_err vx_ref_run_node(const vx_graph *g, const vx_node *n, const void *const *in, void *const *out);
 
+/* Source row/column that nearest-neighbour Resize reads for output o (ref.c). */
+int64_t vx_resize_nearest_src(const vx_resize_attr *r, int64_t o, int64_t in, int64_t out, float scale);
+
 void vx_graph_dump(const vx_graph *g, FILE *f);
 
 /* Loaders. */

@@ -138,6 +138,12 @@ static int64_t nearest_index(const vx_resize_attr *r, float f)
     return r->coord == VX_COORD_ASYMMETRIC ? (int64_t)floorf(f) : (int64_t)ceilf(f - 0.5f);
 }
 
+int64_t vx_resize_nearest_src(const vx_resize_attr *r, int64_t o, int64_t in, int64_t out, float scale)
+{
+    int64_t i = nearest_index(r, src_coord(r, o, in, out, scale));
+    return i < 0 ? 0 : i >= in ? in - 1 : i;
+}
+
 /* Source positions of each output row or column, and the linear weight:
  * the same float arithmetic as per pixel, done once per axis. */
 typedef struct {
