@@ -274,7 +274,8 @@ static void test_convert_refuses(void **state)
     vx_video_converter_destroy(NULL);
 }
 
-/* SUBSTREAM_SCALE sizes: the scale, floored at what the letterbox keeps. */
+/* SUBSTREAM_SCALE sizes: the scale, widths in whole 16-pixel blocks,
+ * floored at what the letterbox keeps. */
 static void test_scaled_size(void **state)
 {
     (void)state;
@@ -285,11 +286,15 @@ static void test_scaled_size(void **state)
     } cases[] = {
         {1920, 1080, 0.6, 416, 416, 1152, 648}, /* the spec's 1080p -> 648p */
         {1280, 720, 0.6, 416, 416, 768, 432},   /* 720p -> 432p */
-        {768, 576, 0.6, 416, 416, 461, 346},    /* vtest.avi */
+        {768, 576, 0.6, 416, 416, 464, 348},    /* vtest.avi: 460.8 -> 464 */
+        {1536, 1152, 0.6, 416, 416, 928, 696},  /* 921.6 -> 928 */
         {768, 576, 0.3, 416, 416, 416, 312},    /* floored at the letterbox's 416x312 */
-        {768, 576, 0.3, 0, 0, 230, 173},        /* no floor */
+        {768, 576, 0.3, 0, 0, 240, 180},        /* no floor: 230.4 -> 240 */
         {320, 240, 0.6, 416, 416, 320, 240},    /* smaller than the network: no copy */
-        {1920, 1080, 1.0, 416, 416, 1920, 1080}, {1, 1, 0.05, 0, 0, 1, 1},
+        {1920, 1080, 1.0, 416, 416, 1920, 1080},
+        {20, 10, 0.6, 0, 0, 16, 8},  /* 12 -> 16 */
+        {16, 10, 0.5, 0, 0, 16, 10}, /* 8 -> 16: not smaller */
+        {1, 1, 0.05, 0, 0, 1, 1},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int w, h;
@@ -300,42 +305,57 @@ static void test_scaled_size(void **state)
     }
 }
 
-/* Columns of row y of a BGR24 image whose channel c exceeds 127. */
-static void bright_span(const vx_image *img, int y, int c, int *first, int *last)
+/* How red pixel (x, y) of a copy is, 0..255: the red channel of packed
+ * RGB/BGR, V of YUV420P (red: V 240, black: 128, so 128..240 -> 0..255). */
+static int redness(const vx_image *img, int x, int y)
 {
-    *first = -1;
-    *last = -1;
-    for (int x = 0; x < img->width; x++)
-        if (img->planes[0][(size_t)y * (size_t)img->strides[0] + (size_t)x * 3 + (size_t)c] > 127) {
-            if (*first < 0)
-                *first = x;
-            *last = x;
-        }
+    switch (img->format) {
+    case VX_PIX_RGB24:
+    case VX_PIX_BGR24:
+        return img->planes[0][(size_t)y * (size_t)img->strides[0] + (size_t)x * 3 +
+                              (img->format == VX_PIX_RGB24 ? 0 : 2)];
+    case VX_PIX_YUV420P: {
+        int v = img->planes[2][(size_t)(y / 2) * (size_t)img->strides[2] + (size_t)(x / 2)];
+        return (v - 128) * 255 / 112;
+    }
+    default: fail_msg("unexpected copy format %d", (int)img->format);
+    }
+    return 0;
 }
 
-static void expect_bgr(const vx_image *img, int x, int y, int b, int g, int r, int tol)
+/* Luma (YUV) or the sum of channels / 3 (packed): distinguishes the block
+ * (Y 81, or 85) from the black background (Y 16, or 0) at full resolution. */
+static int brightness(const vx_image *img, int x, int y)
 {
-    const uint8_t *px = img->planes[0] + (size_t)y * (size_t)img->strides[0] + (size_t)x * 3;
-    if (abs(px[0] - b) > tol || abs(px[1] - g) > tol || abs(px[2] - r) > tol)
-        fail_msg("(%d,%d) = B%d G%d R%d, expected B%d G%d R%d", x, y, px[0], px[1], px[2], b, g, r);
+    const uint8_t *row = img->planes[0] + (size_t)y * (size_t)img->strides[0];
+    if (img->format == VX_PIX_YUV420P)
+        return row[x];
+    return (row[x * 3] + row[x * 3 + 1] + row[x * 3 + 2]) / 3;
 }
 
-/* A 200x100 frame, black with a 40x40 block at (100, 40) in every input
- * format, scaled by 0.6: the block lands at (60, 24)-(84, 48) in BGR, in
- * its colour, and the input is untouched. */
+/* A 200x100 frame, black with a red 40x40 block at (100, 40), in every
+ * input format, scaled by 0.6: the copy keeps the format family (YUV as
+ * YUV420P, packed as itself) and the block lands at (60, 24)-(84, 48) in
+ * its colour. */
 static void test_scaler(void **state)
 {
     (void)state;
     const int w = 200, h = 100, bx = 100, by = 40, bs = 40, ow = 120, oh = 60;
     vx_video_scaler *sc;
     assert_int_equal(vx_video_scaler_create(&sc), VX_OK);
+    static const struct {
+        enum AVPixelFormat av;
+        vx_pixfmt copy;
+        int edge; /* brightness threshold between the block and black */
+    } kinds[] = {
+        {AV_PIX_FMT_YUV420P, VX_PIX_YUV420P, 48},
+        {AV_PIX_FMT_NV12, VX_PIX_YUV420P, 48},
+        {AV_PIX_FMT_RGB24, VX_PIX_RGB24, 42},
+        {AV_PIX_FMT_BGR24, VX_PIX_BGR24, 42},
+    };
     for (int kind = 0; kind < 4; kind++) {
         /* red in BT.601 limited range: Y 81, U 90, V 240 */
-        AVFrame *f = make_frame(kind == 0   ? AV_PIX_FMT_YUV420P
-                                : kind == 1 ? AV_PIX_FMT_NV12
-                                : kind == 2 ? AV_PIX_FMT_RGB24
-                                            : AV_PIX_FMT_BGR24,
-                                w, h);
+        AVFrame *f = make_frame(kinds[kind].av, w, h);
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
                 int in = x >= bx && x < bx + bs && y >= by && y < by + bs;
@@ -364,27 +384,31 @@ static void test_scaler(void **state)
         assert_int_equal(vx_video_avframe_view(f, &in), VX_OK);
         if (vx_video_scaler_scale(sc, &in, ow, oh, &out) != VX_OK)
             fail_msg("kind %d: %s", kind, vx_last_error());
-        assert_int_equal(out.format, VX_PIX_BGR24);
+        assert_int_equal(out.format, kinds[kind].copy);
         assert_int_equal(out.width, ow);
         assert_int_equal(out.height, oh);
-        assert_true(out.strides[0] >= ow * 3);
-        expect_bgr(&out, 72, 36, 0, 0, 255, 12); /* the block's centre: red */
-        expect_bgr(&out, 10, 10, 0, 0, 0, 12);   /* background: black */
-        expect_bgr(&out, 110, 55, 0, 0, 0, 12);
-        int first, last;
-        bright_span(&out, 36, 2, &first, &last);
-        if (abs(first - 60) > 1 || abs(last - 83) > 1)
-            fail_msg("kind %d: red from x %d to %d, expected 60 to 83", kind, first, last);
-        /* Vertically too: column 72. */
-        int top = -1, bottom = -1;
+        for (int p = 0; p < (out.format == VX_PIX_YUV420P ? 3 : 1); p++) {
+            assert_non_null(out.planes[p]);
+            assert_int_equal((uintptr_t)out.planes[p] % 32, 0); /* aligned for vector loads */
+        }
+        /* The block's centre is red, the background is not. */
+        if (redness(&out, 72, 36) < 240 || redness(&out, 10, 10) > 15 || redness(&out, 110, 55) > 15)
+            fail_msg("kind %d: redness %d inside, %d and %d outside", kind, redness(&out, 72, 36),
+                     redness(&out, 10, 10), redness(&out, 110, 55));
+        int first = -1, last = -1, top = -1, bottom = -1;
+        for (int x = 0; x < ow; x++)
+            if (brightness(&out, x, 36) > kinds[kind].edge) {
+                first = first < 0 ? x : first;
+                last = x;
+            }
         for (int y = 0; y < oh; y++)
-            if (out.planes[0][(size_t)y * (size_t)out.strides[0] + 72 * 3 + 2] > 127) {
-                if (top < 0)
-                    top = y;
+            if (brightness(&out, 72, y) > kinds[kind].edge) {
+                top = top < 0 ? y : top;
                 bottom = y;
             }
-        if (abs(top - 24) > 1 || abs(bottom - 47) > 1)
-            fail_msg("kind %d: red from y %d to %d, expected 24 to 47", kind, top, bottom);
+        if (abs(first - 60) > 1 || abs(last - 83) > 1 || abs(top - 24) > 1 || abs(bottom - 47) > 1)
+            fail_msg("kind %d: block at x %d..%d, y %d..%d, expected 60..83, 24..47", kind, first, last, top,
+                     bottom);
         av_frame_free(&f);
     }
     vx_video_scaler_destroy(sc);
@@ -414,7 +438,8 @@ static void test_scaler_refuses(void **state)
     /* Still usable after refusals, also at another size. */
     assert_int_equal(vx_video_scaler_scale(sc, &in, 32, 16, &out), VX_OK);
     assert_int_equal(vx_video_scaler_scale(sc, &in, 64, 32, &out), VX_OK);
-    expect_bgr(&out, 63, 31, 0, 0, 0, 2);
+    assert_int_equal(out.format, VX_PIX_YUV420P);
+    assert_int_equal(out.planes[0][31 * out.strides[0] + 63], 16);
     av_frame_free(&f);
     vx_video_scaler_destroy(sc);
 }

@@ -267,8 +267,8 @@ static void *worker_main(void *arg)
         vx_hist_add(&p->stages[VX_STAGE_GRAB_WAIT], t_got - wait_start);
 
         /* Dual stream without a camera substream: the detector reads a
-         * SUBSTREAM_SCALE copy (one swscale pass: colour and size), made
-         * outside the detector lock so sources scale in parallel. */
+         * SUBSTREAM_SCALE copy (libswscale), made outside the detector
+         * lock so that sources scale in parallel. */
         const vx_image *dimg = &f->image;
         vx_image copy;
         if (scaler) {

@@ -23,13 +23,14 @@
  * Detection and substreams (dual stream): with use_substream (the default)
  * detection runs on the camera's own substream when one is configured, else
  * on a copy of each frame at substream_scale (SUBSTREAM_SCALE, 0.6: 1080p is
- * detected at 1152x648) made by one libswscale pass that also converts the
- * colours, which is the conversion the detector would otherwise make at
- * full size; the copy is never smaller than the letterbox keeps of the
- * frame.  use_substream=false detects on the frame itself.  Boxes are
- * scaled from the detection image to the main stream's pixels; the MJPEG
- * stream and frame_size always refer to the main stream.  Each of the three
- * ways is its own pipeline (and decode) of a source.
+ * detected at 1152x648, scaled by libswscale with an anti-aliasing filter
+ * before the letterbox's plain bilinear), never smaller than the letterbox
+ * keeps of the frame.  On a CPU the copy is not free: the network input is
+ * fixed, and at 1080p the copy costs more than the detector's colour
+ * conversion of the full frame saves (see the video module's scaler).  use_substream=false detects on the
+ * frame itself.  Boxes are scaled from the detection image to the main stream's pixels; the MJPEG stream and
+ * frame_size always refer to the main stream.  Each of the three ways is its own pipeline (and decode) of a
+ * source.
  *
  * Inference is serialised across sources: all pipelines share one detector
  * (one engine, its OpenMP threads sized to the cores) behind a lock, so two

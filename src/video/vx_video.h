@@ -114,19 +114,20 @@ vx_err vx_video_converter_convert(vx_video_converter *conv, const struct AVFrame
 /* ---- detection copies ---------------------------------------------------- */
 
 /* Dual stream: detection reads a smaller copy of each frame while display
- * and MJPEG keep the original.  A scaler makes that copy with libswscale in
- * one pass, colour conversion and resize together, as packed BGR24 (which
- * the detector's letterbox reads in place), with the colour matrix and range
- * the detector uses for the frame itself.  The copy lives in the scaler's
- * buffer until the next call.  One scaler per thread. */
+ * and MJPEG keep the original.  A scaler makes that copy with libswscale
+ * (bilinear, anti-aliased when shrinking): YUV frames as YUV420P, packed RGB
+ * and BGR as themselves, so the detector converts the copy's colours exactly
+ * as it would the frame's.  The copy lives in the scaler's buffer until the
+ * next call.  One scaler per thread. */
 typedef struct vx_video_scaler vx_video_scaler;
 vx_err vx_video_scaler_create(vx_video_scaler **out);
 void vx_video_scaler_destroy(vx_video_scaler *s);
 /* Scales `in` (any vx_pixfmt) to w x h, at most the input's size. */
 vx_err vx_video_scaler_scale(vx_video_scaler *s, const vx_image *in, int w, int h, vx_image *out);
-/* The size of the copy of a w x h frame at `scale` (SUBSTREAM_SCALE), not
- * smaller than what a letterbox onto fit_w x fit_h keeps of it (0, 0: no
- * such floor).  w x h itself when no reduction remains (scale >= 1). */
+/* The size of the copy of a w x h frame at about `scale` (SUBSTREAM_SCALE):
+ * the width a multiple of 16 (rounded up), the height at the same scale,
+ * not smaller than what a letterbox onto fit_w x fit_h keeps of the frame
+ * (0, 0: no such floor).  w x h itself when no reduction remains. */
 void vx_video_scaled_size(int w, int h, double scale, int fit_w, int fit_h, int *out_w, int *out_h);
 
 /* ---- sources ----------------------------------------------------------- */
