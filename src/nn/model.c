@@ -78,6 +78,8 @@ vx_err vx_nn_model_load(const char *path, const vx_nn_load_opts *opts, vx_nn_mod
         vx_nn_load_opts_default(&def);
         opts = &def;
     }
+    if (vx_nn_is_engine_file(path) == 1) /* optimised when it was saved */
+        return vx_nn_engine_file_load(path, NULL, out);
     int j = looks_like_json(path);
     if (j < 0)
         return vx_fail(VX_ERR_IO, "%s: cannot open model file (%s)", path, strerror(errno));

@@ -163,6 +163,9 @@ void vx_nn_calibrator_destroy(vx_nn_calibrator *c);
  * from FP32 by more than this relative L2 error stays FP32 (keep_fp32).
  * Default 0.05; a negative value disables the check. */
 void vx_nn_calibrator_set_max_layer_error(vx_nn_calibrator *c, double rel_err);
+/* Changes the range choice; finish() may run again with the same samples
+ * (to compare methods without collecting the histograms twice). */
+vx_err vx_nn_calibrator_set_method(vx_nn_calibrator *c, vx_nn_calib_method method, double percentile);
 int vx_nn_model_is_calibrated(const vx_nn_model *model);
 
 /* Precision per layer (convolutions, in graph order) of an INT8 engine made
@@ -175,5 +178,85 @@ typedef struct {
 } vx_nn_layer_info;
 int vx_nn_model_layer_count(const vx_nn_model *model);
 void vx_nn_model_layer_info(const vx_nn_model *model, int index, vx_nn_layer_info *info);
+
+/* Engine files (engine_file.c): an optimised, possibly calibrated model
+ * saved with everything needed to run it again without the source model or
+ * re-calibration: the graph (every node and attribute, constants, INT8
+ * activation ranges, the nodes left in FP32), inputs, outputs, metadata
+ * (class names), and the weights in the precision they run in (int8 with a
+ * scale per output channel for INT8 convolutions, bfloat16 for BF16 ones).
+ *
+ * Layout (little-endian): a 256-byte header -- magic "VXENGINE", format
+ * version (u32 @8), header size (u32 @12), verolux version (char[32] @16),
+ * backend (u32 @48), oneDNN effective ISA (u32 @52, name char[32] @56),
+ * precision (u32 @88), decoder (char[16] @96), input w/h (u32 @112/116),
+ * source fingerprint (size u64 @120, CRC-32 u32 @128, base name char[64]
+ * @136), payload size (u64 @200) and CRC-32 (u32 @208), calibration frames
+ * (u32 @212) and method (char[16] @216), CRC-32 of bytes 0..251 (u32 @252)
+ * -- then the payload.  CRC-32 is zlib's (IEEE 802.3, reflected).
+ *
+ * A loader trusts nothing: magic, format version, header checksum, verolux
+ * version and, for the cpu backend, the CPU ISA must match this build and
+ * machine; sizes, counts, indices, attributes and payload checksum are
+ * checked, and the restored shapes must agree with shape inference. */
+#define VX_NN_ENGINE_MAGIC "VXENGINE"
+#define VX_NN_ENGINE_FORMAT 1
+#define VX_NN_ENGINE_HEADER 256
+
+typedef struct {
+    vx_nn_backend backend;     /* what the file is built for (cpu) */
+    vx_nn_precision precision; /* what its engines compute */
+    const char *decoder;       /* detector family for humans/checks ("nanodet"); NULL: "" */
+    int input_w, input_h;      /* network input size */
+    const char *source_path;   /* model it was built from (fingerprinted); NULL: none */
+    const char *calib_method;  /* INT8: "entropy", ...; NULL: "" */
+    int calib_frames;          /* INT8: samples the ranges came from */
+} vx_nn_engine_file_opts;
+
+typedef struct {
+    int format_version;
+    char version[32]; /* verolux version that wrote it */
+    vx_nn_backend backend;
+    unsigned isa; /* dnnl_cpu_isa_t */
+    char isa_name[32];
+    vx_nn_precision precision;
+    char decoder[16];
+    int input_w, input_h;
+    char source_name[64]; /* base name of the source model, "" if none */
+    uint64_t source_size;
+    uint32_t source_crc;
+    uint64_t payload_size;
+    int calib_frames;
+    char calib_method[16];
+} vx_nn_engine_file_info;
+
+/* 1 when the file starts with the engine magic, 0 when not, -1 when it
+ * cannot be read. */
+int vx_nn_is_engine_file(const char *path);
+/* Serialises the model (in memory / to a file).  Saving writes a temporary
+ * file in the same folder, fsyncs it and renames it over `path`: readers
+ * see the old file or the whole new one, and nothing is left behind on
+ * failure. */
+vx_err vx_nn_engine_file_encode(const vx_nn_model *model, const vx_nn_engine_file_opts *opts, uint8_t **buf,
+                                size_t *len);
+vx_err vx_nn_engine_file_save(const vx_nn_model *model, const vx_nn_engine_file_opts *opts, const char *path);
+/* The atomic write behind vx_nn_engine_file_save, for any bytes. */
+vx_err vx_nn_write_file_atomic(const char *path, const uint8_t *buf, size_t len);
+/* Reads and checks the header only (magic, versions, checksum, ISA, file
+ * size); info may be NULL.  Cheap: for choosing among candidates. */
+vx_err vx_nn_engine_file_probe(const char *path, vx_nn_engine_file_info *info);
+/* Loads and checks a whole engine file; info may be NULL.  vx_nn_model_load
+ * calls this for files with the engine magic. */
+vx_err vx_nn_engine_file_load(const char *path, vx_nn_engine_file_info *info, vx_nn_model **out);
+vx_err vx_nn_engine_file_decode(const char *name, const uint8_t *buf, size_t len,
+                                vx_nn_engine_file_info *info, vx_nn_model **out);
+/* Fingerprint of a source model: size and CRC-32 of the file and, for a
+ * TFJS model.json, of its weight shards too. */
+vx_err vx_nn_source_fingerprint(const char *model_path, uint64_t *size, uint32_t *crc);
+/* This machine's effective oneDNN ISA (what engine files record). */
+unsigned vx_nn_cpu_isa(void);
+const char *vx_nn_cpu_isa_name(void);
+/* CRC-32 (zlib's) of buf, continuing from crc (0 to start). */
+uint32_t vx_nn_crc32(uint32_t crc, const void *buf, size_t len);
 
 #endif
