@@ -379,6 +379,27 @@ def test_config_bad_input(ctx):
     big = json.dumps({**running, "description": "x" * (2 << 20)}).encode()
     expect_4xx(port, "/gate/config", 413, method="POST", body=big, detail="too large")
     unchanged()
+    # A chunked upload (no Content-Length) is refused up front, not waited for.
+    # (One write, as a client with a small body sends it: the server answers
+    # and closes without reading it.)
+    body = json.dumps(running).encode()
+    sock = socket.create_connection((HOST, port), timeout=20)
+    sock.sendall(b"POST /gate/config HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+                 b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+    reply = b""
+    while True:  # until the answer is complete (the connection may stay open)
+        head, sep, rest = reply.partition(b"\r\n\r\n")
+        if sep:
+            length = [int(l.split(b":")[1]) for l in head.split(b"\r\n") if l.lower().startswith(b"content-length:")]
+            if length and len(rest) >= length[0]:
+                break
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before the answer was complete: {reply!r}"
+        reply += chunk
+    sock.close()
+    assert head.startswith(b"HTTP/1.1 411"), reply[:200]
+    assert b"Content-Length" in rest, reply
+    unchanged()
     bad = json.loads(json.dumps(running))
     bad["timers"]["session_timeout_s"] = "soon"
     doc, _ = expect_4xx(port, "/gate/config", 422, method="POST", body=json.dumps(bad, indent=1).encode())

@@ -95,6 +95,7 @@ struct session {
     char *post;
     size_t post_len;
     int post_too_large;
+    int close_after; /* the connection cannot be reused (unread input): close once answered */
 
     /* MJPEG */
     unsigned char *part;
@@ -741,8 +742,16 @@ static int rest_request(session *s, int method, const char *path)
                        : method == LWSHUMETH_DELETE ? "DELETE"
                        : method == LWSHUMETH_PATCH  ? "PATCH"
                                                     : "OTHER";
-    int has_body = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 ||
-                   lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0;
+    int has_length = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+    if (!has_length && lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        /* libwebsockets (4.1) does not decode chunked request bodies: say
+         * so rather than wait for a body that never completes.  The
+         * connection stays open: libwebsockets reads the chunks as the
+         * next request, finds none and closes it, having drained the input
+         * (closing with unread input would reset it under the answer). */
+        return http_detail(s, 411, "request bodies need a Content-Length (chunked uploads are not accepted)");
+    }
+    int has_body = has_length;
     if ((method == LWSHUMETH_POST || method == LWSHUMETH_PUT || method == LWSHUMETH_PATCH) && has_body) {
         /* Answer once the body has been read (see the 405 case below).  A
          * declared length over the limit is refused without reading it. */
@@ -845,8 +854,9 @@ static int http_writable(pss_t *pss)
     struct lws *wsi = s->wsi;
     int n = lws_write(wsi, s->body + LWS_PRE, s->body_len, LWS_WRITE_HTTP_FINAL);
     s->srv->c.bytes_sent += n > 0 ? (uint64_t)n : 0;
+    int close_after = s->close_after;
     session_free(pss);
-    if (n < 0)
+    if (n < 0 || close_after)
         return -1;
     if (lws_http_transaction_completed(wsi))
         return -1;
