@@ -95,7 +95,6 @@ struct session {
     char *post;
     size_t post_len;
     int post_too_large;
-    int close_after; /* the connection cannot be reused (unread input): close once answered */
 
     /* MJPEG */
     unsigned char *part;
@@ -854,9 +853,8 @@ static int http_writable(pss_t *pss)
     struct lws *wsi = s->wsi;
     int n = lws_write(wsi, s->body + LWS_PRE, s->body_len, LWS_WRITE_HTTP_FINAL);
     s->srv->c.bytes_sent += n > 0 ? (uint64_t)n : 0;
-    int close_after = s->close_after;
     session_free(pss);
-    if (n < 0 || close_after)
+    if (n < 0)
         return -1;
     if (lws_http_transaction_completed(wsi))
         return -1;
