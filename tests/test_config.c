@@ -63,7 +63,7 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.batch_size, 1);
     assert_true(cfg.substream_scale == 0.6);
     assert_true(cfg.target_fps == 30);
-    assert_string_equal(cfg.precision, "fp32");
+    assert_string_equal(cfg.precision, "auto"); /* the engine-file load priority */
     assert_string_equal(cfg.model_path, "");
     assert_int_equal(cfg.realtime, 1);
     assert_int_equal(cfg.n_media_dirs, 1);
@@ -182,9 +182,8 @@ static void test_bad_values(void **state)
         {"TARGET_FPS", "-1", VX_ERR_INVALID, "TARGET_FPS"},
         {"TARGET_FPS", "inf", VX_ERR_INVALID, "TARGET_FPS"},
         {"DEVICE", "gpu", VX_ERR_INVALID, "expected one of auto|cpu|ref|cuda"},
-        {"PRECISION", "fp16", VX_ERR_UNSUPPORTED, "fp16 inference is not available yet"},
-        {"PRECISION", "INT8", VX_ERR_UNSUPPORTED, "int8 inference"},
-        {"PRECISION", "double", VX_ERR_INVALID, "fp32|bf16"},
+        {"PRECISION", "fp8", VX_ERR_INVALID, "PRECISION=fp8 (environment): expected one of"},
+        {"PRECISION", "double", VX_ERR_INVALID, "auto|fp32|fp16|bf16|int8"},
         {"HOST", "a b", VX_ERR_INVALID, "expected an IP address or host name"},
         {"HOST", "x;rm", VX_ERR_INVALID, "HOST=x;rm"},
         {"VIDEO_SOURCE", "a\nb", VX_ERR_INVALID, "control characters"},
@@ -256,6 +255,15 @@ static void test_validate(void **state)
     assert_int_equal(vx_config_set(&cfg, VX_CFG_PRECISION, "bf16", VX_CFG_FLAG, NULL), VX_OK);
     assert_int_equal(vx_config_validate(&cfg), VX_ERR_INVALID);
     assert_non_null(strstr(vx_last_error(), "fp32 only"));
+    /* Every precision name is a valid setting (INT8 in any case); auto and
+     * fp32 suit the ref device. */
+    assert_int_equal(vx_config_set(&cfg, VX_CFG_PRECISION, "INT8", VX_CFG_FLAG, NULL), VX_OK);
+    assert_string_equal(cfg.precision, "int8");
+    assert_int_equal(vx_config_validate(&cfg), VX_ERR_INVALID);
+    assert_int_equal(vx_config_set(&cfg, VX_CFG_PRECISION, "fp16", VX_CFG_FLAG, NULL), VX_OK);
+    assert_int_equal(vx_config_validate(&cfg), VX_ERR_INVALID);
+    assert_int_equal(vx_config_set(&cfg, VX_CFG_PRECISION, "auto", VX_CFG_FLAG, NULL), VX_OK);
+    assert_int_equal(vx_config_validate(&cfg), VX_OK);
     vx_config_free(&cfg);
 
     unlink(file);

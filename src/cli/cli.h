@@ -17,12 +17,12 @@
 #define VX_EXIT_FAIL 1
 #define VX_EXIT_USAGE 2
 
-/* One per subcommand (cmd_NAME.c); export is listed by main.c and joins
- * here when it is written. */
+/* One per subcommand (cmd_NAME.c). */
 int vx_cmd_detect(int argc, char **argv);
 int vx_cmd_bench(int argc, char **argv);
 int vx_cmd_models(int argc, char **argv);
 int vx_cmd_serve(int argc, char **argv);
+int vx_cmd_export(int argc, char **argv);
 
 /* Default model path: $MODEL_PATH, else
  * $VEROLUX_CACHE/models/nanodet/nanodet.json with VEROLUX_CACHE defaulting

@@ -11,9 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli/cli.h"
 #include "detect/vx_detect.h"
+#include "detect/vx_select.h"
 #include "video/vx_image.h"
 
 static void usage(FILE *f)
@@ -30,7 +32,9 @@ static void usage(FILE *f)
                "                  from its outputs; class names from its metadata)\n"
                "  --backend NAME  cpu (default) or ref\n"
                "  --threads N     inference threads (default 0: all cores)\n"
-               "  --precision P   fp32 (default) or bf16 (cpu backend)\n"
+               "  --precision P   auto, fp32, fp16 (= bf16) or int8 (default: $PRECISION,\n"
+               "                  else auto: the INT8 engine beside the model, else its\n"
+               "                  FP16 engine, else BF16 where the CPU has it, else FP32)\n"
                "  --conf F        confidence threshold, 0..1 (default 0.35)\n"
                "  --iou F         NMS IoU threshold, 0..1 (default 0.5)\n"
                "  --max-det N     at most N detections per image (default 30)\n"
@@ -124,6 +128,7 @@ int vx_cmd_detect(int argc, char **argv)
     };
     int json = 0;
     const char *model = NULL;
+    const char *precision = getenv("PRECISION");
     vx_detect_opts opts;
     vx_detect_opts_default(&opts);
     vx_nn_engine_opts eng;
@@ -144,8 +149,10 @@ int vx_cmd_detect(int argc, char **argv)
                 return bad_usage("unknown backend '%s' (expected cpu or ref)", optarg);
             break;
         case OPT_PRECISION:
-            if (vx_nn_precision_parse(optarg, &eng.precision) != VX_OK)
-                return bad_usage("unknown precision '%s' (expected fp32 or bf16)", optarg);
+            if (strcasecmp(optarg, "auto") && strcasecmp(optarg, "fp32") && strcasecmp(optarg, "fp16") &&
+                strcasecmp(optarg, "bf16") && strcasecmp(optarg, "int8"))
+                return bad_usage("unknown precision '%s' (expected auto, fp32, fp16, bf16 or int8)", optarg);
+            precision = optarg;
             break;
         case OPT_THREADS:
             if (vx_cli_parse_int(optarg, 0, 4096, &eng.threads))
@@ -183,7 +190,13 @@ int vx_cmd_detect(int argc, char **argv)
     }
 
     vx_detector *det;
-    if (vx_detector_create(model, &eng, &opts, &det) != VX_OK) {
+    vx_model_request req = {.model_path = model,
+                            .precision = precision,
+                            .backend = eng.backend,
+                            .threads = eng.threads,
+                            .quiet = 1};
+    vx_model_choice choice;
+    if (vx_detector_open(&req, &opts, &det, &choice) != VX_OK) {
         fprintf(stderr, "verolux: %s\n", vx_last_error());
         return VX_EXIT_FAIL;
     }

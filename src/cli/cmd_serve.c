@@ -29,6 +29,7 @@
 #include "cli/cli.h"
 #include "core/vx_config.h"
 #include "detect/vx_detect.h"
+#include "detect/vx_select.h"
 #include "pipeline/vx_pipeline.h"
 #include "server/vx_server.h"
 
@@ -52,11 +53,15 @@ static void usage(FILE *f)
                "  --camera NAME=URL    a configured camera, by name or URL; repeatable [CAMERAS]\n"
                "  --camera-substream NAME=URL  that camera's low-resolution stream\n"
                "  --no-webcams         refuse webcam:N sources from clients\n"
-               "  --model PATH         detector model [MODEL_PATH] (default: cached NanoDet-g)\n"
+               "  --model PATH         detector model, engine file or folder [MODEL_PATH]\n"
+               "                       (default: cached NanoDet-g; engine files from `verolux export`\n"
+               "                       beside it are preferred, see --precision)\n"
                "  --device D           auto, cpu, ref or cuda [DEVICE] (default auto); --backend\n"
                "                       is the same option\n"
                "  --threads N          inference threads, 0 for all cores [VEROLUX_THREADS]\n"
-               "  --precision P        fp32 or bf16 [PRECISION] (default fp32)\n"
+               "  --precision P        auto, fp32, fp16 (= bf16 on CPUs) or int8 [PRECISION]; auto\n"
+               "                       (default) loads the INT8 engine, else the FP16 engine, else\n"
+               "                       converts to BF16 where the CPU has it, else FP32\n"
                "  --batch-size N       frames per inference call [BATCH_SIZE] (default 1)\n"
                "  --substream-scale F  detection / display resolution, (0,1] [SUBSTREAM_SCALE]\n"
                "                       (default 0.6)\n"
@@ -126,11 +131,6 @@ static void *signal_main(void *arg)
         sc->requested = 1;
         pthread_mutex_unlock(&sc->lock);
     }
-}
-
-static const char *upper_precision(const char *p)
-{
-    return !strcmp(p, "bf16") ? "BF16" : "FP32";
 }
 
 int vx_cmd_serve(int argc, char **argv)
@@ -362,24 +362,28 @@ int vx_cmd_serve(int argc, char **argv)
     eng.threads = cfg.threads > 0 ? cfg.threads : vx_cpu_count();
     if (eng.backend == VX_NN_BACKEND_REF)
         eng.threads = 1;
-    if (vx_nn_precision_parse(cfg.precision, &eng.precision) != VX_OK) {
+    /* Which file and precision: the load priority (detect/vx_select.h),
+     * which logs what it loaded and why. */
+    vx_model_request mreq = {.model_path = cfg.model_path,
+                             .precision = cfg.precision,
+                             .backend = eng.backend,
+                             .threads = eng.threads};
+    vx_model_choice choice;
+    if (vx_detector_open(&mreq, &dopts, &det, &choice) != VX_OK) {
         fprintf(stderr, "verolux serve: %s\n", vx_last_error());
         goto stop_signals;
     }
-    if (vx_detector_create(cfg.model_path, &eng, &dopts, &det) != VX_OK) {
-        fprintf(stderr, "verolux serve: %s\n", vx_last_error());
-        goto stop_signals;
-    }
+    eng = choice.engine;
     const vx_family_info *fi = vx_detector_info(det);
     const char *engine_desc = vx_nn_engine_describe(vx_detector_engine(det));
     const char *device = eng.backend == VX_NN_BACKEND_CUDA ? "cuda" : "cpu";
     int cores = vx_cpu_count();
 
     /* Every optimisation in use, and the ones asked for but not in effect. */
-    VX_INFO("model: %s (%s, %dx%d input, %d classes)", cfg.model_path, vx_model_family_name(fi->family),
+    VX_INFO("model: %s (%s, %dx%d input, %d classes)", choice.path, vx_model_family_name(fi->family),
             fi->input_w, fi->input_h, fi->num_classes);
     VX_INFO("engine: %s", engine_desc);
-    VX_INFO("optimisation: precision %s%s", upper_precision(cfg.precision),
+    VX_INFO("optimisation: precision %s%s", vx_nn_precision_name(eng.precision),
             eng.precision == VX_NN_BF16 && !vx_nn_precision_native(VX_NN_BF16)
                 ? " (emulated: this CPU has no native bf16, expect it to be slower than fp32)"
                 : "");
@@ -487,19 +491,22 @@ int vx_cmd_serve(int argc, char **argv)
     pipe_o.realtime = cfg.realtime;
     pipe_o.decoder_threads = 1;
     pipe_o.substream_scale = cfg.substream_scale;
-    pipe_o.precision = upper_precision(cfg.precision);
+    pipe_o.precision = vx_nn_precision_name(eng.precision);
     pipe_o.batch_size = 1; /* what runs, not what was asked */
     if (vx_pipelines_create(&pipe_o, &pipes) != VX_OK) {
         fprintf(stderr, "verolux serve: %s\n", vx_last_error());
         goto stop_signals;
     }
 
-    const char *slash = strrchr(cfg.model_path, '/');
+    const char *slash = strrchr(choice.path, '/');
     char model_name[256];
-    snprintf(model_name, sizeof model_name, "%s", slash ? slash + 1 : cfg.model_path);
+    snprintf(model_name, sizeof model_name, "%s", slash ? slash + 1 : choice.path);
     char *dot = strrchr(model_name, '.');
     if (dot && dot != model_name)
         *dot = 0;
+    size_t mlen = strlen(model_name); /* nanodet_fp16.engine is the model nanodet */
+    if (mlen > 5 && (!strcmp(model_name + mlen - 5, "_fp16") || !strcmp(model_name + mlen - 5, "_fp32")))
+        model_name[mlen - 5] = 0;
     vx_server_opts so;
     vx_server_opts_default(&so);
     so.host = cfg.host;
@@ -511,7 +518,7 @@ int vx_cmd_serve(int argc, char **argv)
     so.store = store;
     so.mqtt = mqtt;
     so.model = (vx_server_model){
-        .path = cfg.model_path,
+        .path = choice.path,
         .name = model_name,
         .family = vx_model_family_name(fi->family),
         .input_w = fi->input_w,
@@ -519,7 +526,7 @@ int vx_cmd_serve(int argc, char **argv)
         .classes = fi->num_classes,
         .device = device,
         .backend = vx_nn_backend_name(eng.backend),
-        .precision = upper_precision(cfg.precision),
+        .precision = vx_nn_precision_name(eng.precision),
         .threads = eng.threads,
         .engine = engine_desc,
         .batch_size = 1,

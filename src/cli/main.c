@@ -19,7 +19,7 @@ static const command commands[] = {
     {"bench", vx_cmd_bench, "measure inference speed and accuracy"},
     {"models", vx_cmd_models, "inspect a model file, run it on raw .npy inputs"},
     {"serve", vx_cmd_serve, "run the video analytics server"},
-    {"export", NULL, "compile a model into an engine file"},
+    {"export", vx_cmd_export, "compile a model into engine files (INT8, FP16/BF16, FP32)"},
 };
 #define NCOMMANDS (sizeof commands / sizeof commands[0])
 

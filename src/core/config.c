@@ -33,7 +33,7 @@ static const key_info keys[VX_CFG_NKEYS] = {
     [VX_CFG_TARGET_FPS] = {"TARGET_FPS", T_REAL, 0, 1000, NULL, "max processed fps per source (0: no limit)"},
     [VX_CFG_HOST] = {"HOST", T_HOST, 0, 0, NULL, "listen address"},
     [VX_CFG_PORT] = {"PORT", T_INT, 0, 65535, NULL, "listen port (0: any free port)"},
-    [VX_CFG_PRECISION] = {"PRECISION", T_ENUM, 0, 0, "fp32|bf16", "inference arithmetic"},
+    [VX_CFG_PRECISION] = {"PRECISION", T_ENUM, 0, 0, "auto|fp32|fp16|bf16|int8", "inference arithmetic"},
     [VX_CFG_THREADS] = {"VEROLUX_THREADS", T_INT, 0, 1024, NULL, "inference threads (0: all cores)"},
     [VX_CFG_IDLE_STOP] = {"VEROLUX_IDLE_STOP_S", T_REAL, 0, 86400, NULL,
                           "stop idle client sources after (s)"},
@@ -130,7 +130,7 @@ vx_err vx_config_init(vx_config *cfg)
     if (!err)
         err = set_str(&cfg->device, "auto");
     if (!err)
-        err = set_str(&cfg->precision, "fp32");
+        err = set_str(&cfg->precision, "auto"); /* the load priority of engine files (detect/vx_select.h) */
     if (!err)
         err = set_str(&cfg->host, "127.0.0.1");
     if (!err)
@@ -351,9 +351,6 @@ vx_err vx_config_set(vx_config *cfg, vx_config_key key, const char *value, vx_co
             low[i] = (char)tolower((unsigned char)value[i]);
         low[n] = 0;
         if (!enum_has(k->choices, low)) {
-            if (key == VX_CFG_PRECISION && (!strcmp(low, "fp16") || !strcmp(low, "int8")))
-                return vx_fail(VX_ERR_UNSUPPORTED,
-                               "%s: %s inference is not available yet (expected fp32 or bf16)", label, low);
             return vx_fail(VX_ERR_INVALID, "%s: expected one of %s", label, k->choices);
         }
         err = set_str(key == VX_CFG_DEVICE ? &cfg->device : &cfg->precision, low);
@@ -476,7 +473,7 @@ vx_err vx_config_validate(const vx_config *cfg)
         for (int j = 0; j < i; j++)
             if (!strcmp(cfg->cameras[i].name, cfg->cameras[j].name))
                 return vx_fail(VX_ERR_INVALID, "camera '%s' is configured twice", cfg->cameras[i].name);
-    if (!strcmp(cfg->device, "ref") && strcmp(cfg->precision, "fp32"))
+    if (!strcmp(cfg->device, "ref") && strcmp(cfg->precision, "fp32") && strcmp(cfg->precision, "auto"))
         return vx_fail(VX_ERR_INVALID, "PRECISION=%s: the ref device computes fp32 only", cfg->precision);
     if (!strcmp(cfg->device, "cuda") && !strcmp(cfg->precision, "bf16"))
         return vx_fail(VX_ERR_UNSUPPORTED,

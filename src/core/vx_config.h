@@ -72,7 +72,7 @@ typedef struct {
     double target_fps;      /* most frames processed per second per source; 0: no limit */
     char *host;             /* address (or interface) to listen on */
     int port;               /* 0: any free port */
-    char *precision;        /* fp32 | bf16 */
+    char *precision;        /* auto | fp32 | fp16 | bf16 | int8 (detect/vx_select.h) */
     int threads;            /* inference threads; 0: all cores */
     double idle_stop_s;     /* a client-started pipeline stops this long after its last client */
     double heartbeat_s;     /* WebSocket heartbeat period */

@@ -230,6 +230,16 @@ char *vx_gate_stage_run(vx_gate_stage *g, const vx_pipeline_det *dets, int n, in
         return NULL;
     }
     json_t **evobj = r->nevents ? calloc((size_t)r->nevents, sizeof *evobj) : NULL;
+    char **comp_text = r->ncompletions ? calloc((size_t)r->ncompletions, sizeof *comp_text) : NULL;
+    if ((r->nevents && !evobj) || (r->ncompletions && !comp_text)) {
+        /* Nothing stored, so nothing may be sent: the frame goes out
+         * without its gate part. */
+        free(evobj);
+        free(comp_text);
+        json_decref(events);
+        VX_ERROR("gate %s: out of memory; %d events of this frame lost", g->source, r->nevents);
+        return NULL;
+    }
     for (int i = 0; i < r->nevents; i++) {
         const vx_gate_event *e = &r->events[i];
         evobj[i] = vx_gate_event_to_json(e);
@@ -248,7 +258,6 @@ char *vx_gate_stage_run(vx_gate_stage *g, const vx_pipeline_det *dets, int n, in
                 (vx_store_session){e->session_id, gate_id, g->source, e->track_id, -1,  VX_SESSION_OPEN,
                                    NULL,          wall_s,  0,         -1,          NULL};
     }
-    char **comp_text = r->ncompletions ? calloc((size_t)r->ncompletions, sizeof *comp_text) : NULL;
     for (int i = 0; i < r->ncompletions; i++) {
         const vx_gate_completion *c = &r->completions[i];
         json_t *cj = vx_gate_completion_to_json(c);
