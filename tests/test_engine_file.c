@@ -299,6 +299,79 @@ static void test_precision_payloads(void **state)
     vx_nn_model_destroy(m);
 }
 
+/* A calibrated model and its INT8 engine file compute bitwise the same on
+ * the cpu backend: the file holds the ranges, the FP32-kept layers and the
+ * int8 weights, and loading needs no re-calibration. */
+static void test_int8_file_matches_memory(void **state)
+{
+    (void)state;
+    vx_nn_model *m;
+    assert_int_equal(vx_nn_model_load(nanodet_path, NULL, &m), VX_OK);
+    vx_nn_tensor_info ti;
+    vx_nn_model_input_info(m, 0, &ti);
+    size_t n = (size_t)(ti.dims[0] * ti.dims[1] * ti.dims[2] * ti.dims[3]);
+    float *x = malloc(n * sizeof(float));
+    assert_non_null(x);
+    vx_nn_calibrator *c;
+    assert_int_equal(vx_nn_calibrator_create(m, VX_CALIB_MINMAX, 0, &c), VX_OK);
+    for (int s = 0; s < 2; s++) {
+        /* Smooth images (a real image's statistics matter less here than
+         * exercising every tensor's range). */
+        for (size_t i = 0; i < n; i++)
+            x[i] = 1.5f * sinf((float)i * (0.001f + 0.0007f * (float)s)) + 0.3f * (frand() - 0.5f);
+        const float *in[1] = {x};
+        assert_int_equal(vx_nn_calibrator_add(c, in), VX_OK);
+    }
+    assert_int_equal(vx_nn_calibrator_finish(c, m), VX_OK);
+    vx_nn_calibrator_destroy(c);
+    assert_true(vx_nn_model_is_calibrated(m));
+
+    vx_nn_engine_file_opts o = fp32_opts();
+    o.precision = VX_NN_INT8;
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(vx_nn_engine_file_encode(m, &o, &buf, &len), VX_OK);
+    vx_nn_model *r;
+    assert_int_equal(vx_nn_engine_file_decode("int8", buf, len, NULL, &r), VX_OK);
+    free(buf);
+    assert_same_graph(m->g, r->g, 0);
+    int l8 = 0;
+    for (int i = 0; i < vx_nn_model_layer_count(r); i++) {
+        vx_nn_layer_info a, b;
+        vx_nn_model_layer_info(m, i, &a);
+        vx_nn_model_layer_info(r, i, &b);
+        assert_string_equal(a.name, b.name);
+        assert_int_equal(a.precision, b.precision);
+        l8 += b.precision == VX_NN_INT8;
+    }
+    assert_true(l8 > 0);
+
+    vx_nn_engine_opts eo = {.backend = VX_NN_BACKEND_CPU, .threads = 1, .precision = VX_NN_INT8};
+    vx_nn_engine *ea, *eb;
+    assert_int_equal(vx_nn_engine_create(m, &eo, &ea), VX_OK);
+    assert_int_equal(vx_nn_engine_create(r, &eo, &eb), VX_OK);
+    for (size_t i = 0; i < n; i++)
+        x[i] = 1.2f * cosf((float)i * 0.0013f);
+    memcpy(vx_nn_engine_input(ea, 0), x, n * sizeof(float));
+    memcpy(vx_nn_engine_input(eb, 0), x, n * sizeof(float));
+    assert_int_equal(vx_nn_engine_run(ea), VX_OK);
+    assert_int_equal(vx_nn_engine_run(eb), VX_OK);
+    for (int k = 0; k < vx_nn_model_output_count(m); k++) {
+        vx_nn_model_output_info(m, k, &ti);
+        size_t e = 1;
+        for (int d = 0; d < ti.rank; d++)
+            e *= (size_t)ti.dims[d];
+        assert_memory_equal(vx_nn_engine_output(ea, k), vx_nn_engine_output(eb, k), e * sizeof(float));
+    }
+    print_message("INT8 engine from the file == INT8 engine from the calibrated model (%d INT8 layers)\n",
+                  l8);
+    vx_nn_engine_destroy(ea);
+    vx_nn_engine_destroy(eb);
+    vx_nn_model_destroy(r);
+    vx_nn_model_destroy(m);
+    free(x);
+}
+
 /* ---- refusals ---------------------------------------------------------- */
 
 static uint8_t *nanodet_bytes(size_t *len)
@@ -559,8 +632,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_nanodet_round_trip), cmocka_unit_test(test_onnx_fixtures_round_trip),
-        cmocka_unit_test(test_precision_payloads), cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_mutations),          cmocka_unit_test(test_write_errors),
+        cmocka_unit_test(test_precision_payloads), cmocka_unit_test(test_int8_file_matches_memory),
+        cmocka_unit_test(test_refusals),           cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_write_errors),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -830,9 +830,20 @@ static void read_tensor(rbuf *r, vx_graph *g)
                 r_fail(r, "constant '%s': weight scale %g", t->name, (double)scale[c]);
         }
         const int8_t *q = (const int8_t *)r_take(r, (size_t)n);
-        for (int64_t c = 0; q && c < oc; c++)
-            for (int64_t i = 0; i < per; i++)
-                f[c * per + i] = (float)q[c * per + i] / scale[c]; /* scale: int8 steps per unit */
+        for (int64_t c = 0; q && c < oc; c++) {
+            /* scale: int8 steps per unit.  The channel's largest weight
+             * (q = +-127) gets the float whose re-quantisation gives back
+             * exactly this scale (127 / max|w| in vx_quant_weights), so the
+             * engine requantises to the same weights AND the same output
+             * scales: bitwise the engine the export checked. */
+            float top = 127.0f / scale[c];
+            for (int k = 0; k < 8 && 127.0f / top != scale[c]; k++)
+                top = nextafterf(top, 127.0f / top > scale[c] ? INFINITY : 0.0f);
+            for (int64_t i = 0; i < per; i++) {
+                int v = q[c * per + i];
+                f[c * per + i] = v == 127 ? top : v == -127 ? -top : (float)v / scale[c];
+            }
+        }
         free(scale);
         break;
     }
