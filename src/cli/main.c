@@ -3,10 +3,32 @@
  * shifted so that the command sees its own name as argv[0].
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/vx_core.h"
+
+/* OpenMP threads that wait by spinning (libgomp's default) collapse when
+ * the cores are shared: a spinning waiter holds the core that the thread it
+ * waits for needs, and each of the ~50 barriers of an inference can cost a
+ * scheduler quantum (measured: NanoDet 2 threads on a loaded 2-core machine,
+ * 400-1000 ms per image spinning vs 90-125 ms sleeping).  The server always
+ * shares its cores with decoders, the HTTP thread and other pipelines, so
+ * waiters sleep unless the user chose a policy.  libgomp reads its
+ * environment once, when it is loaded (before main, and before any
+ * pre-initialiser's setenv could take: libc resets environ after those), so
+ * the setting takes one re-exec of ourselves. */
+static void omp_defaults(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY") || getenv("VX_OMP_DEFAULTS_SET"))
+        return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    setenv("VX_OMP_DEFAULTS_SET", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* no /proc: carry on with libgomp's default */
+}
 
 typedef struct {
     const char *name;
@@ -36,6 +58,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    omp_defaults(argv);
     if (argc < 2) {
         usage(stderr);
         return VX_EXIT_USAGE;
