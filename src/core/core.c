@@ -71,7 +71,7 @@ void vx_clear_error(void)
 }
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static int log_level = -1;
+static _Atomic int log_level = -1; /* read by every thread, set lazily */
 
 static vx_log_level level_from_env(void)
 {
