@@ -578,14 +578,15 @@ int vx_cmd_export(int argc, char **argv)
     vx_nn_model_stats ms;
     vx_nn_model_get_stats(m, &ms);
 
-    /* The sample set: for the accuracy check always, for calibration by
-     * default. */
-    if ((e = list_images(samples, &images, &n_images))) {
+    /* The sample set: for the accuracy check of INT8 and BF16, and for
+     * calibration by default. */
+    int reduced = want[VX_NN_INT8] || want[VX_NN_BF16];
+    if (reduced && (e = list_images(samples, &images, &n_images))) {
         fprintf(stderr, "verolux export: sample images: %s (scripts/fetch-samples fetches them)\n",
                 vx_last_error());
         goto out;
     }
-    int need_video = eval_frames > 0 || (want[VX_NN_INT8] && !calib);
+    int need_video = (reduced && eval_frames > 0) || (want[VX_NN_INT8] && !calib);
     if (need_video && (e = for_video(vtest, &video_total, 0, 0, NULL, NULL, NULL))) {
         fprintf(stderr, "verolux export: sample video: %s (scripts/fetch-samples fetches it)\n",
                 vx_last_error());
