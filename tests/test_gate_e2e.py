@@ -51,12 +51,12 @@ sys.path.insert(0, HERE)
 import eval_mot  # noqa: E402
 import test_server_e2e as se  # noqa: E402  (WebSocket client, server runner)
 
-ALL_SCENARIOS = ["checked", "no_guard", "no_contact", "too_short", "two_visitors", "occluded"]
+ALL_SCENARIOS = ["checked", "no_guard", "no_contact", "too_short", "two_visitors", "occluded", "timeout"]
 SCENARIOS = list(ALL_SCENARIOS)
 # Scenarios where each actor must be followed by exactly one track id from
 # start to end (nobody crosses anybody; the occluded visitor must keep its id
 # behind the pillar).
-ONE_ID_PER_ACTOR = {"checked", "no_guard", "no_contact", "too_short", "occluded"}
+ONE_ID_PER_ACTOR = {"checked", "no_guard", "no_contact", "too_short", "occluded", "timeout"}
 MIN_DETECTION_RATE = 0.9
 MIN_MOTA = 0.9
 SERVER_MIN_PROCESSED = 0.8  # below: the server run is repeated once when it fails
