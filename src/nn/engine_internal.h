@@ -61,6 +61,15 @@ static inline float vx_quant_scale(float amax, int is_unsigned)
 {
     return (is_unsigned ? 255.0f : 127.0f) / amax;
 }
+/* How the cpu backend stores a calibrated tensor: code = round(x * q) + zp
+ * in u8 (unsigned or asymmetric range) or s8 (symmetric, zp 0). */
+typedef struct {
+    float q;
+    int zp;
+    int is_u8;
+} vx_qparam;
+void vx_quant_param(const vx_tensor *t, int is_unsigned, vx_qparam *p);
+
 /* 1 when the convolution n can run in INT8: its source and (unless it is
  * only dequantised) destination are calibrated and the sensitivity check
  * did not keep it in FP32. */

@@ -53,6 +53,11 @@ typedef struct {
      * calibrator chose; 0 when not calibrated).  Set by the calibrator
      * (quant.c), stored in engine files, read by the cpu backend. */
     float amax;
+    /* INT8: lower end of an asymmetric range (< 0), for tensors stored u8
+     * with a zero point (LeakyReLU outputs: their negative side is small);
+     * 0 for symmetric ranges.  Set by the calibrator, stored in engine files
+     * (a file without it loses only accuracy: the tensor then runs s8). */
+    float amin;
 } vx_tensor;
 
 typedef enum {

@@ -153,6 +153,71 @@ void vx_quant_signedness(const vx_graph *g, char *uns)
     free(p);
 }
 
+void vx_quant_param(const vx_tensor *t, int is_unsigned, vx_qparam *p)
+{
+    float amax = t->amax > 0.0f ? t->amax : 1.0f;
+    if (t->amin < 0.0f) {
+        p->is_u8 = 1;
+        p->q = 255.0f / (amax - t->amin);
+        float z = nearbyintf(-t->amin * p->q);
+        p->zp = (int)(z < 0.0f ? 0.0f : z > 255.0f ? 255.0f : z);
+    } else {
+        p->is_u8 = is_unsigned != 0;
+        p->q = vx_quant_scale(amax, is_unsigned);
+        p->zp = 0;
+    }
+}
+
+/* Tensors that may use an asymmetric u8 range: LeakyReLU outputs of
+ * convolutions without a residual sum, and the concats/pools/resizes that
+ * share their buffer, when every reader handles a zero point (convolution
+ * sources, concat, max-pool, resize; not sums, Adds or FP32 code).  One
+ * answer per share group. */
+static void asym_candidates(const vx_graph *g, const int *grp, const char *uns, char *ok)
+{
+    char *bad = calloc((size_t)g->nt + 1, 1);
+    if (!bad) {
+        memset(ok, 0, (size_t)g->nt);
+        return;
+    }
+    for (int t = 0; t < g->nt; t++) {
+        const vx_tensor *tt = &g->t[t];
+        int p = tt->producer, good = 0;
+        if (is_act(tt) && p >= 0 && !uns[t] && tt->graph_output < 0) {
+            const vx_node *n = &g->n[p];
+            if (n->op == VX_OP_CONV) {
+                const vx_conv_attr *c = &n->a.conv;
+                int sum = 0;
+                for (int k = 0; k < c->n_post; k++)
+                    sum |= c->post[k].kind == VX_POST_SUM;
+                good = !sum && c->n_post > 0 && c->post[c->n_post - 1].act == VX_ACT_LEAKY_RELU &&
+                       c->post[c->n_post - 1].alpha > 0.0f && c->post[c->n_post - 1].alpha < 1.0f;
+            } else {
+                good = n->op == VX_OP_CONCAT || n->op == VX_OP_MAXPOOL || n->op == VX_OP_RESIZE;
+            }
+        }
+        if (!good)
+            bad[uf_find((int *)grp, t)] = 1;
+    }
+    for (int i = 0; i < g->nn; i++) {
+        const vx_node *n = &g->n[i];
+        if (n->dead)
+            continue;
+        for (int j = 0; j < n->n_in; j++) {
+            int t = n->in[j];
+            if (t < 0)
+                continue;
+            int fine = (n->op == VX_OP_CONV && j == 0) || n->op == VX_OP_CONCAT || n->op == VX_OP_MAXPOOL ||
+                       n->op == VX_OP_RESIZE;
+            if (!fine)
+                bad[uf_find((int *)grp, t)] = 1;
+        }
+    }
+    for (int t = 0; t < g->nt; t++)
+        ok[t] = (char)!bad[uf_find((int *)grp, t)];
+    free(bad);
+}
+
 int vx_quant_conv_int8(const vx_graph *g, const vx_node *n)
 {
     if (n->op != VX_OP_CONV || n->keep_fp32)
@@ -252,7 +317,7 @@ vx_err vx_nn_calibrator_create(const vx_nn_model *model, vx_nn_calib_method meth
     c->model = model;
     c->method = method;
     c->percentile = percentile;
-    c->max_layer_err = 0.05;
+    c->max_layer_err = 0.10;
     const vx_graph *g = model->g;
     c->st = calloc((size_t)g->nt + 1, sizeof(tstat));
     if (!c->st) {
@@ -290,6 +355,17 @@ vx_err vx_nn_calibrator_create(const vx_nn_model *model, vx_nn_calib_method meth
         return err;
     }
     *out = c;
+    return VX_OK;
+}
+
+vx_err vx_nn_calibrator_set_method(vx_nn_calibrator *c, vx_nn_calib_method method, double percentile)
+{
+    if ((unsigned)method > VX_CALIB_MINMAX)
+        return vx_fail(VX_ERR_INVALID, "unknown calibration method %d", (int)method);
+    if (method == VX_CALIB_PERCENTILE && !(percentile > 50.0 && percentile <= 100.0))
+        return vx_fail(VX_ERR_INVALID, "calibration percentile %g out of range (50, 100]", percentile);
+    c->method = method;
+    c->percentile = percentile;
     return VX_OK;
 }
 
@@ -468,13 +544,14 @@ static double percentile_amax(const tstat *s, double pct)
 
 /* ---- sensitivity check -------------------------------------------------- */
 
-static void fake_quant(const float *x, float *y, int64_t n, float amax, int uns)
+static void fake_quant(const float *x, float *y, int64_t n, const vx_tensor *t, int uns)
 {
-    float s = vx_quant_scale(amax, uns), inv = 1.0f / s, lo = uns ? 0.0f : -127.0f,
-          hi = uns ? 255.0f : 127.0f;
+    vx_qparam p;
+    vx_quant_param(t, uns, &p);
+    float s = p.q, inv = 1.0f / s, lo = p.is_u8 ? 0.0f : -127.0f, hi = p.is_u8 ? 255.0f : 127.0f;
     for (int64_t i = 0; i < n; i++) {
-        float v = nearbyintf(x[i] * s);
-        y[i] = (v < lo ? lo : v > hi ? hi : v) * inv;
+        float v = nearbyintf(x[i] * s) + (float)p.zp;
+        y[i] = ((v < lo ? lo : v > hi ? hi : v) - (float)p.zp) * inv;
     }
 }
 
@@ -542,18 +619,18 @@ static vx_err sensitivity(vx_nn_calibrator *c, vx_graph *g)
             if (!xq || !wq || !ws || !yq || !w8 || (sm >= 0 && !sq)) {
                 err = vx_fail(VX_ERR_NOMEM, "out of memory");
             } else {
-                fake_quant(act[x], xq, nx, g->t[x].amax, uns[x]);
+                fake_quant(act[x], xq, nx, &g->t[x], uns[x]);
                 vx_quant_weights(tw->data, oc, per, ws, w8);
                 for (int64_t o = 0; o < oc; o++)
                     for (int64_t j = 0; j < per; j++)
                         wq[o * per + j] = w8[o * per + j] / ws[o];
                 if (sm >= 0)
-                    fake_quant(act[sm], sq, ns, g->t[sm].amax, uns[sm]);
+                    fake_quant(act[sm], sq, ns, &g->t[sm], uns[sm]);
                 const void *in[4] = {xq, wq, n->n_in > 2 && n->in[2] >= 0 ? g->t[n->in[2]].data : NULL, sq};
                 void *out[1] = {yq};
                 err = vx_ref_run_node(g, n, in, out);
                 if (!err && dst_quantised(g, y) && g->t[y].amax > 0.0f)
-                    fake_quant(yq, yq, ny, g->t[y].amax, uns[y]);
+                    fake_quant(yq, yq, ny, &g->t[y], uns[y]);
                 for (int64_t j = 0; !err && j < ny; j++) {
                     double dlt = (double)yq[j] - act[y][j];
                     err2[i] += dlt * dlt;
@@ -604,7 +681,7 @@ vx_err vx_nn_calibrator_finish(vx_nn_calibrator *c, vx_nn_model *model)
     }
     vx_quant_signedness(g, uns);
     for (int t = 0; t < g->nt; t++)
-        g->t[t].amax = 0.0f;
+        g->t[t].amax = g->t[t].amin = 0.0f;
     for (int i = 0; i < g->nn; i++) {
         g->n[i].keep_fp32 = 0;
         g->n[i].quant_err = 0.0f;
@@ -633,6 +710,27 @@ vx_err vx_nn_calibrator_finish(vx_nn_calibrator *c, vx_nn_model *model)
     for (int t = 0; t < g->nt; t++)
         if (g->t[t].amax > 0.0f)
             g->t[t].amax = gmax[uf_find(grp, t)];
+    /* Asymmetric ranges: the lower end is the smallest value seen (bounded
+     * by -amax), one per share group. */
+    char *asym = malloc((size_t)g->nt + 1);
+    float *gmin = calloc((size_t)g->nt + 1, sizeof(float));
+    const char *sym_env = getenv("VX_INT8_SYMMETRIC");
+    if (asym && gmin && !(sym_env && *sym_env == '1')) {
+        asym_candidates(g, grp, uns, asym);
+        for (int i = 0; i < c->nst; i++) {
+            const tstat *s = &c->st[i];
+            int r = uf_find(grp, s->t);
+            if (asym[s->t] && s->vmin < gmin[r])
+                gmin[r] = (float)s->vmin;
+        }
+        for (int t = 0; t < g->nt; t++) {
+            float lo = gmin[uf_find(grp, t)];
+            if (asym[t] && g->t[t].amax > 0.0f && lo < 0.0f)
+                g->t[t].amin = lo > -g->t[t].amax ? lo : -g->t[t].amax;
+        }
+    }
+    free(asym);
+    free(gmin);
     free(uns);
     free(grp);
     free(gmax);
