@@ -325,6 +325,39 @@ static float bf16_to_f32(uint16_t h)
     return f;
 }
 
+/* The convolutions whose weights the cpu backend quantises (its
+ * conv_runs_int8): vx_quant_conv_int8, and a post-op chain its INT8 kernel
+ * takes -- activations that commute with a positive scale around at most
+ * one sum, or a last non-commuting one (sigmoid heads) without a sum -- and
+ * an activation as the sum operand.  Others run in FP32 and keep exact
+ * weights.  test_int8_file_matches_memory fails when the two disagree. */
+static int homogeneous(vx_act a)
+{
+    return a == VX_ACT_NONE || a == VX_ACT_RELU || a == VX_ACT_LEAKY_RELU;
+}
+
+static int runs_int8(const vx_graph *g, const vx_node *n)
+{
+    if (!vx_quant_conv_int8(g, n))
+        return 0;
+    const vx_conv_attr *c = &n->a.conv;
+    int sums = 0;
+    for (int k = 0; k < c->n_post; k++) {
+        if (c->post[k].kind == VX_POST_SUM)
+            sums++;
+        else if (!homogeneous(c->post[k].act) && (k != c->n_post - 1 || sums))
+            return 0;
+    }
+    if (sums > 1)
+        return 0;
+    if (n->n_in > 3 && n->in[3] >= 0) {
+        const vx_tensor *t = &g->t[n->in[3]];
+        if (t->rank != 4 || t->dtype != VX_DT_F32 || t->data)
+            return 0;
+    }
+    return 1;
+}
+
 /* How each constant is stored: INT8 convolutions get s8 weights, BF16 ones
  * bf16 weights; everything else (biases, FP32-kept layers, shapes, other
  * constants) stays exact.  A weight shared with another reader stays exact
@@ -349,7 +382,7 @@ static int *plan_encodings(const vx_graph *g, vx_nn_precision prec)
             continue;
         if (prec == VX_NN_BF16)
             enc[w] = ENC_BF16;
-        else if (prec == VX_NN_INT8 && vx_quant_conv_int8(g, n))
+        else if (prec == VX_NN_INT8 && runs_int8(g, n))
             enc[w] = ENC_S8;
     }
     return enc;
@@ -363,6 +396,7 @@ static void write_tensor(wbuf *w, const vx_tensor *t, int enc)
     for (int k = 0; k < t->rank; k++)
         w_i64(w, t->dims[k]);
     w_f32(w, t->amax);
+    w_f32(w, t->amin);
     w_u8(w, (unsigned)enc);
     int64_t n = enc == ENC_NONE ? 0 : vx_tensor_elems(t);
     const float *f = t->data;
@@ -770,8 +804,10 @@ static void read_tensor(rbuf *r, vx_graph *g)
             r_fail(r, "tensor '%s': dimension %d is %lld", t->name, k, (long long)t->dims[k]);
     }
     t->amax = r_fin(r, "activation range");
-    if (t->amax < 0)
-        r_fail(r, "tensor '%s': negative activation range", t->name);
+    t->amin = r_fin(r, "activation range");
+    if (t->amax < 0 || t->amin > 0 || (t->amin < 0 && -t->amin > t->amax))
+        r_fail(r, "tensor '%s': activation range [%g, %g] is not a calibrated one", t->name, (double)t->amin,
+               (double)t->amax);
     unsigned enc = r_u8(r);
     if (r->err[0] || enc == ENC_NONE)
         return;
@@ -1031,6 +1067,45 @@ static void read_node(rbuf *r, vx_graph *g, char *produced)
     }
 }
 
+/* The inputs each operator's shape function and kernels read without
+ * looking: loaders guarantee them, so a file must too. */
+static void check_arity(rbuf *r, const vx_graph *g, const vx_node *n)
+{
+    int need;
+    switch (n->op) {
+    case VX_OP_SPARSE_TO_DENSE: need = 4; break;
+    case VX_OP_CONV:
+    case VX_OP_ADD:
+    case VX_OP_SUB:
+    case VX_OP_MUL:
+    case VX_OP_DIV:
+    case VX_OP_POW:
+    case VX_OP_MATMUL:
+    case VX_OP_GATHER:
+    case VX_OP_RESHAPE: need = 2; break;
+    case VX_OP_CONCAT: need = n->n_in; break; /* every input */
+    default: need = 1; break;
+    }
+    if (n->n_in < need || n->n_in < 1) {
+        r_fail(r, "node '%s' (%s): %d inputs, needs %d", n->name, vx_op_name(n->op), n->n_in, need);
+        return;
+    }
+    for (int j = 0; j < need; j++)
+        if (n->in[j] < 0) {
+            r_fail(r, "node '%s' (%s): input %d missing", n->name, vx_op_name(n->op), j);
+            return;
+        }
+    if (n->op != VX_OP_CONV)
+        return;
+    /* Weights and bias are float constants, the fused sum operand and the
+     * data float activations. */
+    const vx_tensor *w = &g->t[n->in[1]], *b = n->n_in > 2 && n->in[2] >= 0 ? &g->t[n->in[2]] : NULL;
+    if (n->n_in > 4 || !w->data || w->dtype != VX_DT_F32 || (b && (!b->data || b->dtype != VX_DT_F32)) ||
+        g->t[n->in[0]].dtype != VX_DT_F32 || g->t[n->out[0]].dtype != VX_DT_F32 ||
+        (n->n_in > 3 && n->in[3] >= 0 && g->t[n->in[3]].dtype != VX_DT_F32))
+        r_fail(r, "convolution '%s': inputs are not float weights/bias/activations", n->name);
+}
+
 /* Parses the payload into g; returns 0 with r->err set on failure. */
 static int read_graph(rbuf *r, vx_graph *g)
 {
@@ -1040,9 +1115,9 @@ static int read_graph(rbuf *r, vx_graph *g)
         free(fmt);
     }
     g->opset = r_range(r, 0, 1 << 16, "opset");
-    /* Every tensor takes at least 14 bytes and every node 18: counts above
+    /* Every tensor takes at least 18 bytes and every node 18: counts above
      * what the payload could hold are refused before any allocation. */
-    int nt = r_count(r, (int)((r->len - r->off) / 14 < (1 << 24) ? (r->len - r->off) / 14 : (1 << 24)),
+    int nt = r_count(r, (int)((r->len - r->off) / 18 < (1 << 24) ? (r->len - r->off) / 18 : (1 << 24)),
                      "tensor count");
     for (int i = 0; i < nt && !r->err[0]; i++)
         read_tensor(r, g);
@@ -1070,6 +1145,8 @@ static int read_graph(rbuf *r, vx_graph *g)
     /* Every activation a node reads must come from somewhere. */
     for (int i = 0; i < g->n_inputs; i++)
         produced[g->inputs[i]] = 1;
+    for (int i = 0; i < g->nn && !r->err[0]; i++)
+        check_arity(r, g, &g->n[i]);
     for (int i = 0; i < g->nn && !r->err[0]; i++)
         for (int j = 0; j < g->n[i].n_in; j++) {
             int t = g->n[i].in[j];

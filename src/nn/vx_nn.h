@@ -204,7 +204,7 @@ void vx_nn_model_layer_info(const vx_nn_model *model, int index, vx_nn_layer_inf
  * machine; sizes, counts, indices, attributes and payload checksum are
  * checked, and the restored shapes must agree with shape inference. */
 #define VX_NN_ENGINE_MAGIC "VXENGINE"
-#define VX_NN_ENGINE_FORMAT 1
+#define VX_NN_ENGINE_FORMAT 2 /* 2: asymmetric activation ranges (amin) */
 #define VX_NN_ENGINE_HEADER 256
 
 typedef struct {
