@@ -26,8 +26,8 @@ done
 # Small sets keep this test short; the full 200-frame check is what
 # `verolux export` does by default.  Sanitizer builds set CHECK_ACCURACY=0:
 # there the point is memory safety on fewer frames, too few for F1.
-CALIB_FRAMES=${CALIB_FRAMES:-12}
-EVAL_FRAMES=${EVAL_FRAMES:-10}
+CALIB_FRAMES=${CALIB_FRAMES:-38}
+EVAL_FRAMES=${EVAL_FRAMES:-40}
 CHECK_ACCURACY=${CHECK_ACCURACY:-1}
 
 tmp=$(mktemp -d /tmp/vx-export-test-XXXXXX)

@@ -370,6 +370,9 @@ static vx_err eval_frame(void *user, const vx_image *img)
         t->matched += match(c->a, na, c->b, nb);
         t->n_ref += na;
         t->n_test += nb;
+        /* One cosine per frame over all raw outputs together (as
+         * tests/test_int8 and the ORT comparison count it). */
+        double dot = 0, nx = 0, ny = 0;
         for (int o = 0; o < vx_nn_model_output_count(m); o++) {
             vx_nn_tensor_info ti;
             vx_nn_model_output_info(m, o, &ti);
@@ -378,15 +381,14 @@ static vx_err eval_frame(void *user, const vx_image *img)
                 n *= (size_t)ti.dims[d];
             const float *x = vx_nn_engine_output(vx_detector_engine(c->ref), o);
             const float *y = vx_nn_engine_output(vx_detector_engine(t->det), o);
-            double dot = 0, nx = 0, ny = 0;
             for (size_t i = 0; i < n; i++) {
                 dot += (double)x[i] * y[i];
                 nx += (double)x[i] * x[i];
                 ny += (double)y[i] * y[i];
             }
-            t->cos_sum += nx > 0 && ny > 0 ? dot / sqrt(nx * ny) : (nx == ny ? 1.0 : 0.0);
-            t->cos_n++;
         }
+        t->cos_sum += nx > 0 && ny > 0 ? dot / sqrt(nx * ny) : (nx == ny ? 1.0 : 0.0);
+        t->cos_n++;
     }
     c->frames++;
     return VX_OK;
