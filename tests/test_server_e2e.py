@@ -845,7 +845,7 @@ def test_cli(binary):
                            (["--bogus"], {}, r"unknown option '--bogus'"),
                            ([], {"PORT": "99999"}, r"PORT=99999 \(environment\)"),
                            ([], {"SUBSTREAM_SCALE": "0"}, r"SUBSTREAM_SCALE"),
-                           ([], {"PRECISION": "int8", "DEVICE": "ref"}, r"ref device computes fp32 only"),
+                           ([], {"PRECISION": "int4"}, r"PRECISION=int4 \(environment\): expected one of auto"),
                            (["--allow-source", "10.0.0.1"], {}, r"with a scheme"),
                            (["--camera", "no equals"], {}, r"NAME=URL")]:
         e = dict(os.environ)
