@@ -194,7 +194,10 @@ static vx_err check_image(const vx_image *img, enum AVPixelFormat *fmt, int *npl
 /* Converts a YUV frame to BGR24 at its own size into det->conv. */
 static vx_err convert_to_bgr(vx_detector *det, const vx_image *img, enum AVPixelFormat fmt, int nplanes)
 {
-    size_t need = (size_t)img->width * (size_t)img->height * 3;
+    /* libswscale's SIMD YUV->RGB writes whole 16-pixel blocks, past the end
+     * of a tightly packed last row when the width is not a multiple of 16
+     * (24 bytes measured): the buffer gets that slack. */
+    size_t need = (size_t)img->width * (size_t)img->height * 3 + 64;
     if (need > det->conv_cap) {
         uint8_t *p = realloc(det->conv, need);
         if (!p)
