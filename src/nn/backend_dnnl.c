@@ -694,25 +694,9 @@ static int act_homogeneous(vx_act a)
     return a == VX_ACT_NONE || a == VX_ACT_RELU || a == VX_ACT_LEAKY_RELU;
 }
 
-/* Post-op chains the INT8 convolution handles: scale-commuting activations
- * around at most one sum, or (no sum) a last activation that does not
- * commute (sigmoid heads), computed on dequantised values. */
-static int int8_postops_ok(const vx_conv_attr *c)
-{
-    int sums = 0;
-    for (int k = 0; k < c->n_post; k++) {
-        if (c->post[k].kind == VX_POST_SUM)
-            sums++;
-        else if (!act_homogeneous(c->post[k].act) && (k != c->n_post - 1 || sums))
-            return 0;
-    }
-    return sums <= 1;
-}
-
 static int conv_runs_int8(const dnnl_impl *d, const vx_graph *g, const vx_node *n)
 {
-    return d->int8 && vx_quant_conv_int8(g, n) && int8_postops_ok(&n->a.conv) &&
-           (n->n_in <= 3 || n->in[3] < 0 || is_act_tensor(&g->t[n->in[3]]));
+    return d->int8 && vx_quant_conv_int8(g, n);
 }
 
 static void note_impl(dnnl_impl *d, const_dnnl_primitive_desc_t pd)

@@ -70,9 +70,11 @@ typedef struct {
 } vx_qparam;
 void vx_quant_param(const vx_tensor *t, int is_unsigned, vx_qparam *p);
 
-/* 1 when the convolution n can run in INT8: its source and (unless it is
- * only dequantised) destination are calibrated and the sensitivity check
- * did not keep it in FP32. */
+/* 1 when the convolution n runs in INT8 in an INT8 cpu engine: its source
+ * (and residual operand) are calibrated, the sensitivity check did not keep
+ * it in FP32, and its post-op chain is one the INT8 kernels take (see
+ * quant.c).  The one definition the backend, the layer report and engine
+ * files share. */
 int vx_quant_conv_int8(const vx_graph *g, const vx_node *n);
 /* Symmetric per-output-channel weight quantisation: scale[o] = 127 /
  * max|w[o,...]| (1 for an all-zero channel) and the rounded int8 weights. */

@@ -162,7 +162,7 @@ int vx_nn_calibrator_samples(const vx_nn_calibrator *c);
 vx_err vx_nn_calibrator_finish(vx_nn_calibrator *c, vx_nn_model *model);
 void vx_nn_calibrator_destroy(vx_nn_calibrator *c);
 /* Sensitivity check run by finish(): a convolution whose output, computed
- * with INT8 inputs and weights on the first calibration samples, differs
+ * with INT8 inputs and weights on the first calibration sample, differs
  * from FP32 by more than this relative L2 error stays FP32 (keep_fp32).
  * Default 0.10 (with u8/s8 rounding of source and destination
  * a healthy layer shows 2-7%); a negative value disables the check. */
