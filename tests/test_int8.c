@@ -29,6 +29,10 @@
 
 #define CALIB_FRAMES 32
 #define EVAL_FRAMES 40
+/* Sanitizer builds (VX_TEST_LIGHT=1) run the same code paths on a few
+ * frames: too few for the accuracy bars, which only the Release run holds. */
+#define LIGHT_FRAMES 4
+static int light;
 #define MAX_INPUTS 64
 #define MAX_DET 100
 
@@ -107,6 +111,8 @@ static void add_video_frames(const char *path, int first, int step, int count, f
 static int setup(void **state)
 {
     (void)state;
+    const char *l = getenv("VX_TEST_LIGHT");
+    light = l && *l && strcmp(l, "0");
     const char *c = getenv("VEROLUX_CACHE");
     snprintf(cache, sizeof cache, "%s", c && *c ? c : ".");
     snprintf(model_path, sizeof model_path, "%s/models/nanodet/nanodet.json", cache);
@@ -140,8 +146,8 @@ static int setup(void **state)
     snprintf(video, sizeof video, "%s/samples/vtest.avi", cache);
     /* vtest.avi has 795 frames: calibration and evaluation frames interleave
      * without overlapping. */
-    add_video_frames(video, 7, 24, CALIB_FRAMES, calib, &ncalib);
-    add_video_frames(video, 0, 19, EVAL_FRAMES, eval, &neval);
+    add_video_frames(video, 7, 24, light ? LIGHT_FRAMES : CALIB_FRAMES, calib, &ncalib);
+    add_video_frames(video, 0, 19, light ? LIGHT_FRAMES : EVAL_FRAMES, eval, &neval);
     return 0;
 }
 
@@ -317,8 +323,8 @@ static void test_int8_accuracy(void **state)
     agreement a = compare(ref, q, m);
     printf("INT8 vs FP32 on %d inputs: F1 %.4f, mean cosine %.5f (%d of %d layers INT8)\n", neval, a.f1,
            a.cosine, n8, nl);
-    assert_true(a.f1 >= 0.96);
-    assert_true(a.cosine >= 0.99);
+    assert_true(a.f1 >= (light ? 0.5 : 0.96));
+    assert_true(a.cosine >= (light ? 0.95 : 0.99));
     vx_nn_engine_destroy(q);
     vx_nn_engine_destroy(ref);
 }
@@ -331,8 +337,8 @@ static void test_bf16_accuracy(void **state)
     vx_nn_engine *ref = engine(m, VX_NN_FP32), *b = engine(m, VX_NN_BF16);
     agreement a = compare(ref, b, m);
     printf("BF16 vs FP32 on %d inputs: F1 %.4f, mean cosine %.5f\n", neval, a.f1, a.cosine);
-    assert_true(a.f1 >= 0.98);
-    assert_true(a.cosine >= 0.99);
+    assert_true(a.f1 >= (light ? 0.5 : 0.98));
+    assert_true(a.cosine >= (light ? 0.95 : 0.99));
     vx_nn_engine_destroy(b);
     vx_nn_engine_destroy(ref);
     vx_nn_model_destroy(m);
@@ -361,8 +367,8 @@ static void test_int8_methods(void **state)
         vx_nn_engine *q = engine(m, VX_NN_INT8);
         agreement a = compare(ref, q, m);
         printf("INT8 (%s) vs FP32: F1 %.4f, mean cosine %.5f\n", names[k], a.f1, a.cosine);
-        assert_true(a.f1 >= 0.85);
-        assert_true(a.cosine >= 0.985);
+        assert_true(a.f1 >= (light ? 0.5 : 0.85));
+        assert_true(a.cosine >= (light ? 0.95 : 0.985));
         vx_nn_engine_destroy(q);
     }
     assert_int_equal(vx_nn_calibrator_set_method(c, VX_CALIB_PERCENTILE, 10.0), VX_ERR_INVALID);
@@ -386,8 +392,8 @@ static void test_int8_methods(void **state)
     assert_non_null(strstr(vx_nn_engine_describe(mixed), want));
     agreement a = compare(ref, mixed, m);
     printf("INT8 with %d of %d layers FP32 vs FP32: F1 %.4f, mean cosine %.5f\n", n32, nl, a.f1, a.cosine);
-    assert_true(a.f1 >= 0.96);
-    assert_true(a.cosine >= 0.99);
+    assert_true(a.f1 >= (light ? 0.5 : 0.96));
+    assert_true(a.cosine >= (light ? 0.95 : 0.99));
     vx_nn_engine_destroy(mixed);
     vx_nn_engine_destroy(ref);
 }
