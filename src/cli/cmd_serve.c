@@ -76,6 +76,10 @@ static void usage(FILE *f)
                "  --max-clients N      streaming clients at once [VEROLUX_MAX_CLIENTS] (default 256)\n"
                "  --realtime / --no-realtime  pace files at their native frame rate, or read\n"
                "                       them as fast as they decode [VEROLUX_REALTIME] (default on)\n"
+               "  --async-grabber / --no-async-grabber  decode ahead on the grabber thread and\n"
+               "                       keep only the newest frame, or process every frame in\n"
+               "                       turn (the baseline the bench compares with)\n"
+               "                       [VEROLUX_ASYNC_GRABBER] (default on)\n"
                "  --conf F --iou F --max-det N  detector thresholds (default 0.35, 0.5, 30)\n"
                "  --gate-rules FILE    run the gate check on every source with these rules, e.g.\n"
                "                       config/gate/rules.json [GATE_RULES] (default: off)\n"
@@ -158,6 +162,8 @@ int vx_cmd_serve(int argc, char **argv)
         OPT_MAX_CLIENTS,
         OPT_REALTIME,
         OPT_NO_REALTIME,
+        OPT_ASYNC_GRABBER,
+        OPT_NO_ASYNC_GRABBER,
         OPT_CONF,
         OPT_IOU,
         OPT_MAX_DET,
@@ -189,6 +195,8 @@ int vx_cmd_serve(int argc, char **argv)
         {"max-clients", required_argument, NULL, OPT_MAX_CLIENTS},
         {"realtime", no_argument, NULL, OPT_REALTIME},
         {"no-realtime", no_argument, NULL, OPT_NO_REALTIME},
+        {"async-grabber", no_argument, NULL, OPT_ASYNC_GRABBER},
+        {"no-async-grabber", no_argument, NULL, OPT_NO_ASYNC_GRABBER},
         {"conf", required_argument, NULL, OPT_CONF},
         {"iou", required_argument, NULL, OPT_IOU},
         {"max-det", required_argument, NULL, OPT_MAX_DET},
@@ -279,6 +287,11 @@ int vx_cmd_serve(int argc, char **argv)
         case OPT_REALTIME:
         case OPT_NO_REALTIME:
             vx_config_set(&cfg, VX_CFG_REALTIME, c == OPT_REALTIME ? "1" : "0", VX_CFG_FLAG, "--realtime");
+            break;
+        case OPT_ASYNC_GRABBER:
+        case OPT_NO_ASYNC_GRABBER:
+            vx_config_set(&cfg, VX_CFG_ASYNC_GRABBER, c == OPT_ASYNC_GRABBER ? "1" : "0", VX_CFG_FLAG,
+                          "--async-grabber");
             break;
         case OPT_CONF:
             if (vx_cli_parse_float(optarg, &dopts.conf_threshold)) {
@@ -489,6 +502,7 @@ int vx_cmd_serve(int argc, char **argv)
     pipe_o.max_sources = cfg.max_sources;
     pipe_o.target_fps = cfg.target_fps;
     pipe_o.realtime = cfg.realtime;
+    pipe_o.async_grabber = cfg.async_grabber;
     pipe_o.decoder_threads = 1;
     pipe_o.substream_scale = cfg.substream_scale;
     pipe_o.precision = vx_nn_precision_name(eng.precision);

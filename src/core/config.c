@@ -42,6 +42,8 @@ static const key_info keys[VX_CFG_NKEYS] = {
     [VX_CFG_MAX_SOURCES] = {"VEROLUX_MAX_SOURCES", T_INT, 1, 256, NULL, "pipelines at once"},
     [VX_CFG_MAX_CLIENTS] = {"VEROLUX_MAX_CLIENTS", T_INT, 1, 100000, NULL, "streaming clients at once"},
     [VX_CFG_REALTIME] = {"VEROLUX_REALTIME", T_BOOL, 0, 0, NULL, "pace files at their native rate"},
+    [VX_CFG_ASYNC_GRABBER] = {"VEROLUX_ASYNC_GRABBER", T_BOOL, 0, 0, NULL,
+                              "decode ahead, keep the newest frame (off: every frame in turn)"},
     [VX_CFG_MEDIA_DIRS] = {"MEDIA_DIRS", T_LIST, 0, 0, NULL, "folders clients may open files from"},
     [VX_CFG_ALLOW_SOURCES] = {"ALLOW_SOURCES", T_LIST, 0, 0, NULL, "URL prefixes clients may open"},
     [VX_CFG_CAMERAS] = {"CAMERAS", T_LIST, 0, 0, NULL, "configured cameras NAME=URL"},
@@ -119,6 +121,7 @@ vx_err vx_config_init(vx_config *cfg)
     cfg->max_sources = 8;
     cfg->max_clients = 256;
     cfg->realtime = 1;
+    cfg->async_grabber = 1;
     cfg->media_dirs = calloc(LIST_MAX, sizeof *cfg->media_dirs);
     cfg->allow_sources = calloc(LIST_MAX, sizeof *cfg->allow_sources);
     cfg->cameras = calloc(LIST_MAX, sizeof *cfg->cameras);
@@ -332,16 +335,18 @@ vx_err vx_config_set(vx_config *cfg, vx_config_key key, const char *value, vx_co
         else if (key == VX_CFG_HEARTBEAT)
             cfg->heartbeat_s = d;
         break;
-    case T_BOOL:
+    case T_BOOL: {
+        int *flag = key == VX_CFG_ASYNC_GRABBER ? &cfg->async_grabber : &cfg->realtime;
         if (!strcmp(value, "1") || !strcasecmp(value, "true") || !strcasecmp(value, "yes") ||
             !strcasecmp(value, "on"))
-            cfg->realtime = 1;
+            *flag = 1;
         else if (!strcmp(value, "0") || !strcasecmp(value, "false") || !strcasecmp(value, "no") ||
                  !strcasecmp(value, "off"))
-            cfg->realtime = 0;
+            *flag = 0;
         else
             return vx_fail(VX_ERR_INVALID, "%s: expected true or false (1/0, yes/no, on/off)", label);
         break;
+    }
     case T_ENUM: {
         char low[32];
         size_t n = strlen(value);
@@ -528,6 +533,9 @@ void vx_config_log(const vx_config *cfg)
         case VX_CFG_MAX_SOURCES: snprintf(buf, sizeof buf, "%d", cfg->max_sources); break;
         case VX_CFG_MAX_CLIENTS: snprintf(buf, sizeof buf, "%d", cfg->max_clients); break;
         case VX_CFG_REALTIME: snprintf(buf, sizeof buf, "%s", cfg->realtime ? "true" : "false"); break;
+        case VX_CFG_ASYNC_GRABBER:
+            snprintf(buf, sizeof buf, "%s", cfg->async_grabber ? "true" : "false");
+            break;
         case VX_CFG_GATE_RULES:
             snprintf(buf, sizeof buf, "%s", *cfg->gate_rules ? cfg->gate_rules : "(none)");
             break;

@@ -48,6 +48,7 @@ typedef enum {
     VX_CFG_MAX_SOURCES,
     VX_CFG_MAX_CLIENTS,
     VX_CFG_REALTIME,
+    VX_CFG_ASYNC_GRABBER,
     VX_CFG_MEDIA_DIRS,
     VX_CFG_ALLOW_SOURCES,
     VX_CFG_CAMERAS,
@@ -80,6 +81,7 @@ typedef struct {
     int max_sources;        /* pipelines running at once */
     int max_clients;        /* WebSocket and stream clients at once */
     int realtime;           /* files paced at their native rate */
+    int async_grabber;      /* decode runs ahead, newest frame kept (default 1) */
     char **media_dirs;      /* folders whose files clients may open */
     int n_media_dirs;
     char **allow_sources; /* URL prefixes clients may open */

@@ -106,6 +106,7 @@ void vx_pipelines_opts_default(vx_pipelines_opts *o)
     o->max_sources = 8;
     o->target_fps = 30;
     o->realtime = 1;
+    o->async_grabber = 1;
     o->decoder_threads = 1;
     o->substream_scale = 0.6;
     o->precision = "FP32";
@@ -470,6 +471,7 @@ static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int u
         vo.source = r->open;
         vo.substream = use_sub ? r->substream : NULL;
         vo.realtime = m->o.realtime;
+        vo.lossless = !m->o.async_grabber;
         vo.decoder_threads = m->o.decoder_threads;
         vo.on_event = on_video_event;
         vo.user = p;
@@ -789,7 +791,7 @@ void vx_pipeline_sub_info_get(vx_pipeline_sub *s, vx_pipeline_sub_info *out)
     out->dual_stream = p->use_sub || (p->got_frame ? p->det_w < p->frame_w : p->scaled);
     pthread_mutex_unlock(&p->lock);
     out->substream = p->use_sub;
-    out->async_grabber = 1;
+    out->async_grabber = p->m->o.async_grabber;
     out->batch_inference = p->m->o.batch_size > 1;
     out->precision = p->m->o.precision;
     out->substream_scale = p->m->o.substream_scale;

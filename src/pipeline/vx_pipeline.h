@@ -216,6 +216,7 @@ typedef struct {
     int max_sources;            /* default 8 */
     double target_fps;          /* most frames processed per second per source; 0: no limit (default 30) */
     int realtime;               /* pace files at their native rate (default 1) */
+    int async_grabber;          /* 0: the grabber waits until each frame was taken (default 1) */
     int decoder_threads;        /* per source (default 1: see cmd_serve's thread budget) */
     double substream_scale;     /* detection copy / frame size, (0, 1]; 1: none (default 0.6) */
     const char *precision;      /* reported: "FP32", "BF16" (default "FP32") */

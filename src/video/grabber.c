@@ -100,6 +100,7 @@ struct vx_video_source {
     int unresolved; /* the last open failed on the host name */
     int segment_start;
     int have_last, have_prev_raw, anchored;
+    double due_mono; /* when the frame being published was due (paced files), 0 if not paced */
     double last_out, prev_raw, seg_raw, seg_out, anchor_mono, anchor_out;
 };
 
@@ -506,6 +507,7 @@ static int pace_frame(vx_video_source *src, double pts)
         src->anchor_out = pts;
         due = now;
     }
+    src->due_mono = due;
     return grabber_wait_until(src, due);
 }
 
@@ -580,8 +582,13 @@ static run_result publish(vx_video_source *src, AVFrame *f, double pts)
         return RUN_STOPPED;
     }
     double mono = vx_now_s();
-    fi->pub.capture_mono_s = mono;
-    fi->pub.capture_wall_s = wall_now_s();
+    /* A paced frame's moment is when it was due, as a camera would have
+     * delivered it; later when the consumer held the grabber back
+     * (lossless), so that latency counts the wait. */
+    double glass = src->pace && src->due_mono > 0 && src->due_mono < mono ? src->due_mono : mono;
+    src->due_mono = 0;
+    fi->pub.capture_mono_s = glass;
+    fi->pub.capture_wall_s = wall_now_s() - (mono - glass);
     fi->pub.seq = ++src->st.last_seq;
     if (src->latest && !src->latest_taken)
         src->st.frames_dropped++;
