@@ -18,10 +18,10 @@
 #define VX_IMAGE_MAX_DIM 16384
 
 typedef enum {
-    VX_PIX_RGB24 = 0,  /* packed R,G,B, one plane */
-    VX_PIX_BGR24,      /* packed B,G,R, one plane */
-    VX_PIX_YUV420P,    /* planar Y, U, V (U and V at half resolution) */
-    VX_PIX_NV12,       /* Y plane + interleaved UV plane */
+    VX_PIX_RGB24 = 0, /* packed R,G,B, one plane */
+    VX_PIX_BGR24,     /* packed B,G,R, one plane */
+    VX_PIX_YUV420P,   /* planar Y, U, V (U and V at half resolution) */
+    VX_PIX_NV12,      /* Y plane + interleaved UV plane */
 } vx_pixfmt;
 
 typedef struct {
