@@ -452,6 +452,42 @@ static vx_err act_step(dnnl_impl *d, const vx_postop *p, const dnnl_memory_desc_
 
 static void note_impl(dnnl_impl *d, const_dnnl_primitive_desc_t pd);
 
+/* When oneDNN gave pd its reference kernel because no JIT kernel reads the
+ * source layout (3 input channels in a 16-channel block, e.g. a BF16 or
+ * INT8 first layer): the same convolution with the source layout left to
+ * oneDNN, when that gets a JIT kernel; *want is the layout it reads (valid
+ * while the returned descriptor lives).  NULL otherwise. */
+static dnnl_primitive_desc_t conv_any_source(dnnl_impl *d, const_dnnl_primitive_desc_t pd,
+                                             const dnnl_memory_desc_t *src_md, const dnnl_memory_desc_t *w_md,
+                                             const dnnl_memory_desc_t *b_md, const dnnl_memory_desc_t *dst_md,
+                                             const dnnl_dim_t *strides, const dnnl_dim_t *dil,
+                                             const dnnl_dim_t *pl, const dnnl_dim_t *pr,
+                                             const_dnnl_primitive_attr_t attr,
+                                             const dnnl_memory_desc_t **want)
+{
+    const char *impl = NULL;
+    if (dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success || !impl ||
+        strncmp(impl, "ref", 3))
+        return NULL;
+    dnnl_memory_desc_t any_md;
+    dnnl_memory_desc_init_by_tag(&any_md, 4, src_md->dims, src_md->data_type, dnnl_format_tag_any);
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd2 = NULL;
+    if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
+                                                   &any_md, w_md, b_md, dst_md, strides, dil, pl,
+                                                   pr) != dnnl_success ||
+        dnnl_primitive_desc_create(&pd2, &cd, attr, d->eng, NULL) != dnnl_success)
+        return NULL;
+    const char *impl2 = NULL;
+    dnnl_primitive_desc_query(pd2, dnnl_query_impl_info_str, 0, &impl2);
+    if (!impl2 || !strncmp(impl2, "ref", 3)) {
+        dnnl_primitive_desc_destroy(pd2);
+        return NULL;
+    }
+    *want = dnnl_primitive_desc_query_md(pd2, dnnl_query_src_md, 0);
+    return pd2;
+}
+
 static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
 {
     const vx_conv_attr *c = &n->a.conv;
@@ -527,44 +563,27 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
     }
     dnnl_primitive_attr_t attr = attrs[0];
     dnnl_primitive_attr_destroy(attrs[1]);
-    /* A source layout no JIT kernel reads (BF16 first layer: 3 channels in a
-     * 16-channel block) would fall to oneDNN's reference code: let oneDNN
-     * pick the source layout and reorder into it instead. */
     int src_buf = src_alt >= 0 ? src_alt : src_plain ? d->ts[x].plain : d->ts[x].act;
-    const char *impl0 = NULL;
-    if (st == dnnl_success &&
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl0) == dnnl_success && impl0 &&
-        !strncmp(impl0, "ref", 3)) {
-        dnnl_memory_desc_t any_md;
-        dnnl_memory_desc_init_by_tag(&any_md, 4, xd, d->act_dt, dnnl_format_tag_any);
-        dnnl_primitive_desc_t pd2 = NULL;
-        if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                       &any_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
-                                                       strides, dil, pl, pr) == dnnl_success &&
-            dnnl_primitive_desc_create(&pd2, &cd, attr, d->eng, NULL) == dnnl_success) {
-            const char *impl2 = NULL;
-            dnnl_primitive_desc_query(pd2, dnnl_query_impl_info_str, 0, &impl2);
-            if (impl2 && strncmp(impl2, "ref", 3)) {
-                const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd2, dnnl_query_src_md, 0);
-                int tb = new_buf(d, dnnl_memory_desc_get_size(want));
-                vx_err e = tb < 0 ? vx_fail(VX_ERR_NOMEM, "out of memory")
-                                  : reorder_step(d, &src_md, src_buf, want, tb);
-                if (e) {
-                    dnnl_primitive_desc_destroy(pd2);
-                    dnnl_primitive_desc_destroy(pd);
-                    dnnl_primitive_attr_destroy(attr);
-                    return e;
-                }
-                src_md = *want;
-                src_buf = tb;
-                dnnl_primitive_desc_destroy(pd);
-                pd = pd2;
-                split_acts = 0;
-                pd2 = NULL;
-            }
-        }
-        if (pd2)
+    const dnnl_memory_desc_t *want = NULL;
+    dnnl_primitive_desc_t pd2 = st == dnnl_success
+                                    ? conv_any_source(d, pd, &src_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
+                                                      strides, dil, pl, pr, attr, &want)
+                                    : NULL;
+    if (pd2) {
+        int tb = new_buf(d, dnnl_memory_desc_get_size(want));
+        vx_err e =
+            tb < 0 ? vx_fail(VX_ERR_NOMEM, "out of memory") : reorder_step(d, &src_md, src_buf, want, tb);
+        if (e) {
             dnnl_primitive_desc_destroy(pd2);
+            dnnl_primitive_desc_destroy(pd);
+            dnnl_primitive_attr_destroy(attr);
+            return e;
+        }
+        src_md = *want;
+        src_buf = tb;
+        dnnl_primitive_desc_destroy(pd);
+        pd = pd2;
+        split_acts = 0;
     }
     int direct = d->ts[y].direct_out >= 0;
     if (st == dnnl_success && direct) {
@@ -842,44 +861,28 @@ static vx_err conv_step_int8(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         &dst_md, strides, dil, pl, pr);
     if (st == dnnl_success)
         st = dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL);
-    const char *impl = NULL;
-    if (st == dnnl_success &&
-        dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) == dnnl_success && impl &&
-        !strncmp(impl, "ref", 3)) {
-        /* No JIT kernel for this source layout (3 input channels in a
-         * 16-channel block): let oneDNN choose it and reorder into it. */
-        dnnl_memory_desc_t any_md = src_md;
-        dnnl_dims_t xd;
-        dims_of(tx, xd);
-        dnnl_memory_desc_init_by_tag(&any_md, 4, xd, dnnl_dt(xdt), dnnl_format_tag_any);
-        dnnl_primitive_desc_t pd2 = NULL;
-        if (dnnl_dilated_convolution_forward_desc_init(&cd, dnnl_forward_inference, dnnl_convolution_direct,
-                                                       &any_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
-                                                       strides, dil, pl, pr) == dnnl_success &&
-            dnnl_primitive_desc_create(&pd2, &cd, attr, d->eng, NULL) == dnnl_success) {
-            const char *impl2 = NULL;
-            dnnl_primitive_desc_query(pd2, dnnl_query_impl_info_str, 0, &impl2);
-            if (impl2 && strncmp(impl2, "ref", 3)) {
-                const dnnl_memory_desc_t *want = dnnl_primitive_desc_query_md(pd2, dnnl_query_src_md, 0);
-                int tb = new_buf(d, dnnl_memory_desc_get_size(want));
-                /* From the FP32 plain source when there is one: one reorder. */
-                if (tb < 0)
-                    e = vx_fail(VX_ERR_NOMEM, "out of memory");
-                else if (d->ts[x].plain >= 0)
-                    e = reorder_zp(d, &d->ts[x].plain_md, d->ts[x].plain, want, tb, qx, 0, px.zp);
-                else
-                    e = reorder_step(d, &src_md, src_buf, want, tb);
-                if (!e) {
-                    src_md = *want;
-                    src_buf = tb;
-                    dnnl_primitive_desc_destroy(pd);
-                    pd = pd2;
-                    pd2 = NULL;
-                }
-            }
-        }
-        if (pd2)
+    const dnnl_memory_desc_t *want = NULL;
+    dnnl_primitive_desc_t pd2 = st == dnnl_success
+                                    ? conv_any_source(d, pd, &src_md, &w_md, has_bias ? &b_md : NULL, &dst_md,
+                                                      strides, dil, pl, pr, attr, &want)
+                                    : NULL;
+    if (pd2) {
+        int tb = new_buf(d, dnnl_memory_desc_get_size(want));
+        /* From the FP32 plain source when there is one: one reorder. */
+        if (tb < 0)
+            e = vx_fail(VX_ERR_NOMEM, "out of memory");
+        else if (d->ts[x].plain >= 0)
+            e = reorder_zp(d, &d->ts[x].plain_md, d->ts[x].plain, want, tb, qx, 0, px.zp);
+        else
+            e = reorder_step(d, &src_md, src_buf, want, tb);
+        if (!e) {
+            src_md = *want;
+            src_buf = tb;
+            dnnl_primitive_desc_destroy(pd);
+            pd = pd2;
+        } else {
             dnnl_primitive_desc_destroy(pd2);
+        }
     }
     dnnl_primitive_attr_destroy(attr);
     if (e || st != dnnl_success) {
