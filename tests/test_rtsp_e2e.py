@@ -53,7 +53,7 @@ import traceback
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from test_server_e2e import (WS, Closed, Server, check_detections, expect_error_close,  # noqa: E402
-                             http_get, quote)
+                             http_get, quote, sample_video)
 
 HOST = "127.0.0.1"
 # Debian's python3-gi belongs to the system python; another python3 may come
@@ -332,12 +332,9 @@ def main():
         return 2
     binary = os.path.abspath(sys.argv[1])
     only = set(sys.argv[2:])
-    cache = os.environ.get("VEROLUX_CACHE") or os.path.join(os.environ["HOME"], ".cache", "verolux")
-    vtest = os.path.join(cache, "samples", "vtest.avi")
-    if not os.path.exists(vtest):
-        print(f"FAIL: {vtest} missing: run scripts/fetch-samples", flush=True)
+    vtest = sample_video()
+    if not vtest:
         return 1
-    vtest = os.path.realpath(vtest)
     if subprocess.run([GI_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0')"],
                       capture_output=True).returncode != 0:
         print(f"FAIL: {GI_PYTHON} cannot load GstRtspServer: install python3-gi and "

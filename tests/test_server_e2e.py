@@ -875,18 +875,25 @@ class Ctx:
         print(f"    {s}", flush=True)
 
 
+def sample_video():
+    """The cached vtest.avi (real path), or None after saying how to get it."""
+    cache = os.environ.get("VEROLUX_CACHE") or os.path.join(os.environ["HOME"], ".cache", "verolux")
+    vtest = os.path.join(cache, "samples", "vtest.avi")
+    if not os.path.exists(vtest):
+        print(f"FAIL: {vtest} missing: run scripts/fetch-samples", flush=True)
+        return None
+    return os.path.realpath(vtest)
+
+
 def main():
     if len(sys.argv) < 2:
         print(__doc__)
         return 2
     binary = os.path.abspath(sys.argv[1])
     only = set(sys.argv[2:])
-    cache = os.environ.get("VEROLUX_CACHE") or os.path.join(os.environ["HOME"], ".cache", "verolux")
-    vtest = os.path.join(cache, "samples", "vtest.avi")
-    if not os.path.exists(vtest):
-        print(f"FAIL: {vtest} missing: run scripts/fetch-samples", flush=True)
+    vtest = sample_video()
+    if not vtest:
         return 1
-    vtest = os.path.realpath(vtest)
 
     media = tempfile.mkdtemp(prefix="verolux-media-")
     shutil.copy(vtest, os.path.join(media, "copy.avi"))
