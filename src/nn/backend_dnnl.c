@@ -34,7 +34,8 @@ typedef struct {
     int def, last;
     int root;   /* buffer this one lives inside (itself when not aliased) */
     size_t off; /* byte offset inside root */
-    void *user; /* fixed external memory (graph inputs/outputs) */
+    void *user; /* fixed external memory (graph inputs/outputs, weights) */
+    int owned;  /* user memory the backend allocated (weights): freed with it */
     void *ptr;  /* resolved address */
 } buf_t;
 
@@ -627,6 +628,7 @@ static vx_err conv_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         return vx_fail(VX_ERR_NOMEM, "out of memory");
     }
     d->bufs[wb].user = aligned_alloc(64, (dnnl_memory_desc_get_size(wq) + 63) / 64 * 64);
+    d->bufs[wb].owned = 1;
     if (!d->bufs[wb].user) {
         dnnl_primitive_desc_destroy(pd);
         return vx_fail(VX_ERR_NOMEM, "out of memory");
@@ -919,6 +921,7 @@ static vx_err conv_step_int8(dnnl_impl *d, const vx_graph *g, const vx_node *n)
         goto out;
     }
     d->bufs[wb].user = wmem;
+    d->bufs[wb].owned = 1;
     {
         dnnl_memory_t um, wm;
         dnnl_primitive_desc_t rpd;
@@ -958,7 +961,8 @@ static vx_err conv_step_int8(dnnl_impl *d, const vx_graph *g, const vx_node *n)
             e = vx_fail(VX_ERR_NOMEM, "out of memory");
             goto out;
         }
-        d->bufs[bb].user = bias; /* owned: freed with the engine */
+        d->bufs[bb].user = bias;
+        d->bufs[bb].owned = 1;
         bias = NULL;
         s = &d->steps[d->nsteps - 1];
         add_arg(d, s, DNNL_ARG_BIAS, &b_md, bb);
@@ -1879,11 +1883,19 @@ static vx_err dnnl_create(vx_nn_engine *e)
         if (err)
             return vx_fail_prefix(err, "cpu backend, node '%s': ", g->n[i].name);
     }
-    /* Graph outputs not written directly: copy into the user's buffers. */
+    /* Graph outputs not written directly: copy into the user's buffers,
+     * unless the plain form is a buffer of its own (no view of another
+     * one, no user memory): then it simply becomes the user's buffer and
+     * its producer writes there (YOLOv8's final [1, 84, 8400] concat). */
     for (int i = 0; i < g->n_outputs; i++) {
         int t = g->outputs[i];
         if (d->out_direct[i])
             continue;
+        int pb = d->ts[t].plain;
+        if (pb >= 0 && !d->capture && !d->bufs[pb].user && d->bufs[pb].root == pb) {
+            d->bufs[pb].user = e->outputs[i];
+            continue;
+        }
         int ub = new_buf(d, 0);
         if (ub < 0)
             return vx_fail(VX_ERR_NOMEM, "out of memory");
@@ -2038,10 +2050,8 @@ static void dnnl_destroy(vx_nn_engine *e)
         free(s->in_bufs);
         free(s->out_bufs);
     }
-    /* Weight buffers are the only `user` memory the backend owns; they are
-     * the ones whose size is non-zero. */
     for (int b = 0; b < d->nbufs; b++)
-        if (d->bufs[b].user && d->bufs[b].bytes)
+        if (d->bufs[b].owned)
             free(d->bufs[b].user);
     if (d->stream)
         dnnl_stream_destroy(d->stream);
