@@ -1300,6 +1300,45 @@ static void test_config_memory_and_swap(void **state)
     vx_gate_destroy(g);
 }
 
+/* The key locator behind "file:line: key" messages reads whatever text
+ * jansson accepted: a NUL byte after a number (jansson skips it) and
+ * nesting deeper than the locator follows once sent it into an endless
+ * loop (found by fuzz_gate; a POST body could hang the server). */
+static void test_config_locate_odd_text(void **state)
+{
+    (void)state;
+    vx_gate_config cfg;
+    vx_gate_diag diag;
+    static const char nul[] =
+        "{\n  \"zones\": {\"gate_area\": {\"zone_id\": \"ga\", \"zone_type\": \"gate_area\",\n"
+        "     \"polygon\": [[0.1, 0.1\0], [0.9, 0.1], [0.5, 0.9]]}},\n"
+        "  \"guard_anchor_logic\": {\"mode\": \"no_anchor\"},\n"
+        "  \"timers\": {\"session_timeout_s\": 0}\n}\n";
+    assert_int_equal(vx_gate_config_parse(nul, sizeof nul - 1, "nul.json", NULL, &cfg, &diag), VX_ERR_FORMAT);
+    assert_non_null(strstr(vx_last_error(), "nul.json:5: timers.session_timeout_s"));
+    assert_int_equal(diag.error.line, 5);
+
+    /* 70 levels of arrays under an unknown key, then an error: the line of
+     * what follows the nest is not known, the key still is */
+    char deep[512];
+    int n = snprintf(deep, sizeof deep, "{\n  \"nest\": ");
+    for (int i = 0; i < 70; i++)
+        deep[n++] = '[';
+    for (int i = 0; i < 70; i++)
+        deep[n++] = ']';
+    snprintf(deep + n, sizeof deep - (size_t)n,
+             ",\n  \"zones\": {\"gate_area\": {\"zone_id\": \"ga\", \"zone_type\": \"gate_area\",\n"
+             "     \"polygon\": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}},\n"
+             "  \"guard_anchor_logic\": {\"mode\": \"no_anchor\"},\n"
+             "  \"timers\": {\"session_timeout_s\": 0}\n}\n");
+    assert_int_equal(vx_gate_config_parse(deep, strlen(deep), "deep.json", NULL, &cfg, &diag), VX_ERR_FORMAT);
+    assert_non_null(strstr(vx_last_error(), "deep.json: timers.session_timeout_s"));
+    assert_int_equal(diag.error.line, 0);
+    assert_int_equal(diag.nwarnings, 1);
+    assert_string_equal(diag.warnings[0].key, "nest");
+    assert_int_equal(diag.warnings[0].line, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest engine[] = {
@@ -1326,6 +1365,7 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_zone_errors),
         cmocka_unit_test(test_config_memory_and_swap),
+        cmocka_unit_test(test_config_locate_odd_text),
     };
     int fails = cmocka_run_group_tests_name("gate engine", engine, NULL, NULL);
     fails += cmocka_run_group_tests_name("gate config", config, setup_dir, teardown_dir);

@@ -71,10 +71,12 @@ typedef struct {
     int found_line;
 } scan;
 
+/* Whitespace, and NUL bytes: jansson drops a NUL that follows a number or
+ * a literal (true, 12, ...), so accepted text may hold one between tokens. */
 static void sk_ws(scan *c)
 {
-    while (c->i < c->n &&
-           (c->s[c->i] == ' ' || c->s[c->i] == '\t' || c->s[c->i] == '\r' || c->s[c->i] == '\n')) {
+    while (c->i < c->n && (c->s[c->i] == ' ' || c->s[c->i] == '\t' || c->s[c->i] == '\r' ||
+                           c->s[c->i] == '\n' || c->s[c->i] == 0)) {
         if (c->s[c->i] == '\n')
             c->line++;
         c->i++;
@@ -115,7 +117,9 @@ static void sk_check(scan *c, const char *path, int line)
 static void sk_value(scan *c, const char *path, int depth)
 {
     sk_ws(c);
-    if (c->i >= c->n || depth > 64)
+    if (depth > 64)
+        c->i = c->n; /* too deep to follow: stop the scan (the line stays unknown) */
+    if (c->i >= c->n)
         return;
     char ch = c->s[c->i];
     if (ch == '{') {
@@ -169,8 +173,11 @@ static void sk_value(scan *c, const char *path, int depth)
     } else if (ch == '"') {
         sk_string(c, NULL, 0);
     } else {
+        size_t start = c->i;
         while (c->i < c->n && !strchr(",]} \t\r\n", c->s[c->i]))
             c->i++;
+        if (c->i == start)
+            c->i = c->n; /* no value here after all: stop rather than loop */
     }
 }
 
