@@ -1339,6 +1339,60 @@ static void test_config_locate_odd_text(void **state)
     assert_int_equal(diag.warnings[0].line, 2);
 }
 
+/* A config read from a document and the config its JSON form reads back to
+ * are the same (vx_gate.h's promise, and what POST /gate/config saves): the
+ * parsers keep the 15 digits the JSON form writes, and a description too
+ * long for the config is cut between characters, not inside one. */
+static void round_trip(const char *txt, vx_gate_config *cfg)
+{
+    if (vx_gate_config_parse(txt, strlen(txt), "doc", NULL, cfg, NULL) != VX_OK)
+        fail_msg("%s", vx_last_error());
+    char *js = vx_gate_config_json(cfg);
+    assert_non_null(js);
+    vx_gate_config back;
+    if (vx_gate_config_parse(js, strlen(js), "json", NULL, &back, NULL) != VX_OK)
+        fail_msg("%s\n%s", vx_last_error(), js);
+    free(js);
+    assert_memory_equal(cfg, &back, sizeof back);
+}
+
+static void test_config_json_round_trip_exact(void **state)
+{
+    (void)state;
+    vx_gate_config cfg;
+    /* 17 digits: kept as 15 */
+    round_trip("{\"zones\": {\"gate_area\": {\"zone_id\": \"ga\", \"zone_type\": \"gate_area\",\n"
+               "  \"polygon\": [[0.1, 0.1], [0.9, 0.1], [0.123456789012345678, 0.9]]}},\n"
+               " \"guard_anchor_logic\": {\"mode\": \"no_anchor\"},\n"
+               " \"timers\": {\"person_min_dwell_s\": 0.12345678901234567}}",
+               &cfg);
+    assert_true(cfg.person_min_dwell_s == 0.123456789012346);
+    assert_true(cfg.gate_area.pts[2][0] == 0.123456789012346);
+    /* two points one ulp apart are one point in the JSON form: refused
+     * (accepted, the saved rules would not load again) */
+    const char *ulp = "{\"zones\": {\"gate_area\": {\"zone_id\": \"ga\", \"zone_type\": \"gate_area\",\n"
+                      "  \"polygon\": [[0, 0], [0.5, 0.5], [0.5000000000000001, 0.5], [1, 0]]}},\n"
+                      " \"guard_anchor_logic\": {\"mode\": \"no_anchor\"}}";
+    vx_gate_diag diag;
+    assert_int_equal(vx_gate_config_parse(ulp, strlen(ulp), "ulp", NULL, &cfg, &diag), VX_ERR_FORMAT);
+    assert_string_equal(diag.error.key, "zones.gate_area.polygon");
+    /* 250 ASCII bytes and ten 2-byte characters: cut to 250 + 2 of them */
+    char doc[1024];
+    int n = snprintf(doc, sizeof doc,
+                     "{\"zones\": {\"gate_area\": {\"zone_id\": \"ga\", \"zone_type\": "
+                     "\"gate_area\", \"description\": \"");
+    for (int i = 0; i < 250; i++)
+        doc[n++] = 'x';
+    for (int i = 0; i < 10; i++)
+        doc[n++] = (char)0xc3, doc[n++] = (char)0xa9; /* U+00E9 */
+    snprintf(doc + n, sizeof doc - (size_t)n,
+             "\", \"polygon\": [[0.1, 0.1], [0.9, 0.1], [0.5, 0.9]]}},"
+             " \"guard_anchor_logic\": {\"mode\": \"no_anchor\"}}");
+    round_trip(doc, &cfg);
+    assert_int_equal(strlen(cfg.gate_area.description), 254);
+    assert_memory_equal(cfg.gate_area.description + 250, "\xc3\xa9\xc3\xa9", 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest engine[] = {
@@ -1366,6 +1420,7 @@ int main(void)
         cmocka_unit_test(test_zone_errors),
         cmocka_unit_test(test_config_memory_and_swap),
         cmocka_unit_test(test_config_locate_odd_text),
+        cmocka_unit_test(test_config_json_round_trip_exact),
     };
     int fails = cmocka_run_group_tests_name("gate engine", engine, NULL, NULL);
     fails += cmocka_run_group_tests_name("gate config", config, setup_dir, teardown_dir);

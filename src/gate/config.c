@@ -292,6 +292,32 @@ static const char *type_name(const json_t *v)
     return "?";
 }
 
+/* A number as the JSON form keeps it: vx_gate_config_json writes 15
+ * significant digits, so the parsers keep no more.  The config they check
+ * is then exactly the one its JSON form reads back to (a polygon whose
+ * points differ only in the 16th digit would otherwise pass here and
+ * collapse into a repeated point there). */
+static double json_digits(double v)
+{
+    char buf[40];
+    snprintf(buf, sizeof buf, "%.15g", v);
+    return strtod(buf, NULL);
+}
+
+/* Copies UTF-8 text, cut at a character boundary when it does not fit: a
+ * cut character is invalid UTF-8, which the JSON form cannot hold. */
+static void copy_utf8(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= cap) {
+        n = cap - 1;
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(dst, src, n);
+    dst[n] = 0;
+}
+
 /* Optional number in [lo, hi] (lo exclusive when lo_open). */
 static vx_err get_num(ctx *c, json_t *obj, const char *path, const char *key, double lo, int lo_open,
                       double hi, double *out)
@@ -303,7 +329,7 @@ static vx_err get_num(ctx *c, json_t *obj, const char *path, const char *key, do
     path_join(p, sizeof p, path, key);
     if (!json_is_number(v))
         return fail_at(c, VX_ERR_FORMAT, p, "must be a number, not %s", type_name(v));
-    double d = json_number_value(v);
+    double d = json_digits(json_number_value(v));
     if (!isfinite(d) || d > hi || (lo_open ? d <= lo : d < lo))
         return fail_at(c, VX_ERR_FORMAT, p, "%g is out of range: must be %s %g and <= %g", d,
                        lo_open ? ">" : ">=", lo, hi);
@@ -432,7 +458,7 @@ static vx_err zone_from_json(ctx *c, json_t *o, const char *path, vx_gate_zone *
         path_join(p, sizeof p, path, "description");
         if (!json_is_string(d))
             return fail_at(c, VX_ERR_FORMAT, p, "must be a string, not %s", type_name(d));
-        snprintf(z->description, sizeof z->description, "%s", json_string_value(d));
+        copy_utf8(z->description, sizeof z->description, json_string_value(d));
     }
     json_t *poly = json_object_get(o, "polygon");
     path_join(p, sizeof p, path, "polygon");
@@ -453,7 +479,7 @@ static vx_err zone_from_json(ctx *c, json_t *o, const char *path, vx_gate_zone *
             !json_is_number(json_array_get(pt, 1)))
             return fail_at(c, VX_ERR_FORMAT, pp, "a point must be [x, y] with two numbers");
         for (int k = 0; k < 2; k++) {
-            double v = json_number_value(json_array_get(pt, k));
+            double v = json_digits(json_number_value(json_array_get(pt, k)));
             double hi = z->normalized ? 1.0 : 100000.0;
             if (!isfinite(v) || v < 0 || v > hi)
                 return fail_at(c, VX_ERR_FORMAT, pp, "%s = %g is out of range: must be in [0, %g]%s",

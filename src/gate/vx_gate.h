@@ -163,7 +163,9 @@ vx_err vx_gate_zone_parse(const char *text, size_t len, const char *name, vx_gat
 vx_err vx_gate_config_validate(const vx_gate_config *cfg);
 
 /* The config as a rules document with the zones inline; parsing it back
- * gives the same config.  New reference / malloc'd string; NULL on OOM. */
+ * gives the same config (the parsers keep 15 significant digits of every
+ * number, as many as this writes).  New reference / malloc'd string; NULL
+ * on OOM. */
 json_t *vx_gate_config_to_json(const vx_gate_config *cfg);
 char *vx_gate_config_json(const vx_gate_config *cfg);
 
