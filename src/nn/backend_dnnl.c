@@ -1507,6 +1507,35 @@ static vx_err plain_step(dnnl_impl *d, const vx_graph *g, const vx_node *n)
                 return e;
             plain_md_rank(&g->t[n->in[i]], ty->rank, &mds[i]);
         }
+        /* In place when the slices are contiguous (every dimension before
+         * the axis is 1) and each input's plain form is a buffer of its own
+         * that nothing else lives in: the producers write into the output
+         * (YOLOv8's [1, 4, 8400] boxes and [1, 80, 8400] scores). */
+        int ax = n->a.concat.axis, inplace = ax >= 0 && ax < ty->rank && d->ts[y].plain < 0 && !d->capture;
+        for (int k = 0; k < ax && inplace; k++)
+            inplace = ty->dims[k] == 1;
+        for (int i = 0; i < n->n_in && inplace; i++) {
+            int t = n->in[i], b = bufs[i];
+            inplace = !g->t[t].data && g->t[t].graph_output < 0 && b == d->ts[t].plain && !d->bufs[b].user &&
+                      d->bufs[b].root == b;
+            for (int j = 0; j < i && inplace; j++)
+                inplace = bufs[j] != b;
+            for (int k = 0; k < d->nbufs && inplace; k++)
+                inplace = k == b || d->bufs[k].root != b;
+        }
+        if (inplace) {
+            int yb = out_plain(d, y);
+            if (yb < 0)
+                return vx_fail(VX_ERR_NOMEM, "out of memory");
+            size_t off = 0;
+            for (int i = 0; i < n->n_in; i++) {
+                d->bufs[bufs[i]].root = yb;
+                d->bufs[bufs[i]].off = off;
+                off += (size_t)vx_tensor_elems(&g->t[n->in[i]]) * 4;
+            }
+            touch(d, yb, d->nsteps > 0 ? d->nsteps - 1 : 0);
+            return VX_OK;
+        }
         dnnl_primitive_desc_t pd;
         dnnl_primitive_attr_t attr = new_attr();
         dnnl_status_t st = dnnl_concat_primitive_desc_create(&pd, &d->ts[y].plain_md, n->n_in,
