@@ -3,12 +3,13 @@
 #   make run     build (Release, -Werror) and start `verolux serve` on http://127.0.0.1:8000
 #                (default source: $CACHE/samples/vtest.avi, or VIDEO_SOURCE); Ctrl-C stops it
 #   make test    unit tests, then the same under ASan+UBSan, then the fuzzers
+#                (3 targets x FUZZ_SECONDS)
 #   make bench   build and run bench/run-all
 #
 # Variables (override on the command line, e.g. `make test FUZZ_SECONDS=10`):
 #   CACHE         models and samples (exported to every command as VEROLUX_CACHE)
 #   JOBS          parallel build jobs (default: nproc)
-#   FUZZ_SECONDS  time per fuzz target (default 60)
+#   FUZZ_SECONDS  time per fuzz target (default 40: three targets, about 2 minutes in all)
 #   RUN_CMD       the command `make run` executes
 #   CTEST_ARGS    extra ctest arguments (e.g. -R nms)
 
@@ -25,7 +26,7 @@ BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
 FUZZ_DIR ?= build-fuzz
 FUZZ_CC ?= clang
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 40
 CTEST_ARGS ?=
 RUN_CMD ?= $(BUILD_DIR)/verolux serve
 
