@@ -6,7 +6,8 @@
  * in the store (its event_id is the row id), the session opened on entry
  * and closed by the verdict (no_guard), and nothing sent that is not
  * stored.  A stream clock that jumps back (a looped file) closes the open
- * session as abandoned.
+ * session as abandoned, and so does a visitor's promotion to guard (mode
+ * `either`), in the frame it happens.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -54,7 +55,7 @@ typedef struct {
     vx_gate_stage *stage;
 } fixture;
 
-static int setup(void **state)
+static int setup_mode(void **state, int either)
 {
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/vx_gstage_XXXXXX");
@@ -66,10 +67,34 @@ static int setup(void **state)
         return -1;
     vx_gate_config cfg;
     config(&cfg);
+    if (either) {
+        /* A guard anchor in the top-left corner, away from everyone's path. */
+        vx_gate_zone *a = &cfg.guard_anchor;
+        snprintf(a->zone_id, sizeof a->zone_id, "post");
+        a->type = VX_GATE_ZONE_GUARD_ANCHOR;
+        a->normalized = 1;
+        a->npoints = 4;
+        double pts[4][2] = {{0.0, 0.0}, {0.1, 0.0}, {0.1, 0.1}, {0.0, 0.1}};
+        memcpy(a->pts, pts, sizeof pts);
+        cfg.has_guard_anchor = 1;
+        cfg.anchor_mode = VX_GATE_ANCHOR_EITHER;
+        if (vx_gate_config_validate(&cfg) != VX_OK)
+            fail_msg("%s", vx_last_error());
+    }
     if (vx_gate_stage_create(&cfg, f->store, NULL, "cam-1", &f->stage) != VX_OK)
         return -1;
     *state = f;
     return 0;
+}
+
+static int setup(void **state)
+{
+    return setup_mode(state, 0);
+}
+
+static int setup_either(void **state)
+{
+    return setup_mode(state, 1);
 }
 
 static int teardown(void **state)
@@ -190,11 +215,67 @@ static void test_clock_jumps_back(void **state)
     assert_int_equal(st.total_checks, 0); /* abandoned is not a check */
 }
 
+/* Mode `either`: A walks into the band and waits there; when B walks in
+ * 8 s later, A is the guard.  A's visitor session ends in that very frame
+ * (abandoned, promoted_to_guard), not a session timeout later. */
+static void test_promoted_visitor_closed(void **state)
+{
+    fixture *f = *state;
+    const char *a_sid = NULL;
+    json_t *a_entered = NULL;
+    int promoted_at = -1;
+    for (int i = 0; i < 140 && promoted_at < 0; i++) {
+        float ax = 100.0f + 6.0f * (float)(i < 40 ? i : 40); /* stops at x = 340, feet in the band */
+        vx_pipeline_det d[2] = {{ax, 300.0f, ax + 50.0f, 420.0f, 0.9f, 0, "person"}};
+        int n = 1;
+        if (i >= 80) {
+            float bx = 100.0f + 6.0f * (float)(i - 80);
+            d[n++] = (vx_pipeline_det){bx, 60.0f, bx + 50.0f, 180.0f, 0.9f, 0, "person"};
+        }
+        char *text = vx_gate_stage_run(f->stage, d, n, W, H, i * 0.1, 1.8e9 + i * 0.1);
+        assert_non_null(text);
+        json_t *j = json_loads(text, 0, NULL);
+        free(text);
+        assert_non_null(j);
+        size_t k;
+        json_t *e;
+        json_array_foreach(json_object_get(j, "events"), k, e)
+        {
+            const char *type = json_string_value(json_object_get(e, "type"));
+            if (!a_entered && !strcmp(type, "person_entered_gate_area")) {
+                a_entered = json_incref(e);
+                a_sid = json_string_value(json_object_get(e, "session_id"));
+            } else if (a_entered && !strcmp(type, "guard_anchored") &&
+                       json_integer_value(json_object_get(e, "track_id")) ==
+                           json_integer_value(json_object_get(a_entered, "track_id"))) {
+                promoted_at = i;
+            }
+        }
+        json_decref(j);
+    }
+    assert_non_null(a_sid);
+    if (promoted_at < 0)
+        fail_msg("A was never promoted to guard");
+    assert_true(promoted_at >= 110); /* when B walked into the band */
+    json_t *sess = NULL, *evs = NULL;
+    assert_int_equal(vx_store_session_get(f->store, a_sid, &sess, &evs), VX_OK);
+    assert_string_equal(json_string_value(json_object_get(sess, "state")), "abandoned");
+    assert_string_equal(json_string_value(json_object_get(sess, "reason")), "promoted_to_guard");
+    json_decref(sess);
+    json_decref(evs);
+    json_decref(a_entered);
+    vx_store_stats st;
+    assert_int_equal(vx_store_stats_get(f->store, 0, 0, &st), VX_OK);
+    assert_int_equal(st.open_sessions, 1); /* B's */
+    assert_int_equal(st.total_checks, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_walk_through, setup, teardown),
         cmocka_unit_test_setup_teardown(test_clock_jumps_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_promoted_visitor_closed, setup_either, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

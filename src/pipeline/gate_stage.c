@@ -44,6 +44,7 @@ struct vx_gate_stage {
      * were last seen in the engine's persons (pipeline thread only). */
     struct open_session {
         char id[VX_GATE_SESSION_MAX];
+        uint32_t track; /* the visitor */
         double last_seen;
     } * open;
     int nopen, cap_open;
@@ -143,11 +144,14 @@ static const char *keep(vx_gate_stage *g, int *nt, char *text)
 }
 
 /* Keeps the list of open sessions current and closes, as abandoned, the
- * ones the engine dropped without a verdict: a visitor promoted to guard
- * (a guard waiting inside the gate), a reset.  A session the engine still
- * holds shows in its persons; one missing for longer than the session
- * timeout (after which the engine itself would have given a verdict) is
- * gone.  A verdict that still comes later overwrites the abandonment. */
+ * ones the engine dropped without a verdict.  A visitor promoted to guard
+ * (a guard who waited inside the gate, or dwelt in the anchor) loses its
+ * session in the frame of its guard_anchored event: closed then, reason
+ * "promoted_to_guard".  Anything else (a reset): a session the engine
+ * still holds shows in its persons; one missing for longer than the
+ * session timeout (after which the engine itself would have given a
+ * verdict) is gone.  A verdict that still comes later overwrites the
+ * abandonment. */
 static void follow_sessions(vx_gate_stage *g, const vx_gate_result *r, double timeout_s, double wall_s)
 {
     if (r->discontinuity)
@@ -159,6 +163,7 @@ static void follow_sessions(vx_gate_stage *g, const vx_gate_result *r, double ti
         if (grow((void **)&g->open, &g->cap_open, g->nopen + 1, sizeof *g->open))
             return;
         snprintf(g->open[g->nopen].id, sizeof g->open[g->nopen].id, "%s", e->session_id);
+        g->open[g->nopen].track = e->track_id;
         g->open[g->nopen++].last_seen = r->t;
     }
     for (int k = 0; k < g->nopen;) {
@@ -166,6 +171,15 @@ static void follow_sessions(vx_gate_stage *g, const vx_gate_result *r, double ti
         int done = 0;
         for (int i = 0; i < r->ncompletions && !done; i++)
             done = !strcmp(r->completions[i].session_id, o->id);
+        for (int i = 0; i < r->nevents && !done; i++) {
+            const vx_gate_event *e = &r->events[i];
+            if (e->type != VX_GATE_EV_GUARD_ANCHORED || e->track_id != o->track)
+                continue;
+            if (g->store && vx_store_abandon_session(g->store, o->id, "promoted_to_guard", wall_s) > 0)
+                VX_INFO("gate %s: session %s ended without a verdict (its visitor became a guard)", g->source,
+                        o->id);
+            done = 1;
+        }
         for (int i = 0; i < r->npersons && !done; i++)
             if (!strcmp(r->persons[i].session_id, o->id))
                 o->last_seen = r->t;
