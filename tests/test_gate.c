@@ -869,8 +869,8 @@ static void test_reset_and_discontinuity(void **state)
 typedef struct {
     vx_gate *g;
     vx_gate_config a, b;
-    atomic_int stop;
-    int swaps, torn;
+    atomic_int stop, swaps;
+    int torn;
 } swapper;
 
 static void *swap_thread(void *p)
@@ -922,11 +922,13 @@ static void test_config_swap_at_run_time(void **state)
     assert_int_equal(left, 1);
     assert_int_equal(res.counts.in_gate, 0);
 
-    /* swaps and reads from another thread while frames are processed */
+    /* swaps and reads from another thread while frames are processed (at
+     * least 2000 frames, and on until the thread has swapped a few times:
+     * on a busy machine it may not start before 2000 frames are done) */
     swapper w = {.g = g, .a = c, .b = moved};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, swap_thread, &w), 0);
-    for (; k < 2030; k++) {
+    for (; k < 2030 || atomic_load(&w.swaps) < 10; k++) {
         vx_gate_frame fr = {&d, 1, W, H, k * 0.1};
         assert_int_equal(vx_gate_process(g, &fr, &res), VX_OK);
     }
