@@ -1302,6 +1302,53 @@ static void test_config_memory_and_swap(void **state)
     vx_gate_destroy(g);
 }
 
+/* A document from outside (POST /gate/config) may name zone files next to
+ * the rules only: an absolute path or a '..' component would let a client
+ * probe any file the server can read.  The operator's own rules file may
+ * name zones anywhere. */
+static void test_config_paths_confined(void **state)
+{
+    (void)state;
+    static const char *const refused[] = {"/etc/passwd", "../ga.json", "zones/../../etc/passwd", "..",
+                                          "a/.."};
+    for (size_t i = 0; i < sizeof refused / sizeof *refused; i++) {
+        char txt[512];
+        snprintf(txt, sizeof txt,
+                 "{\"zones\": {\"gate_area\": \"%s\"}, \"guard_anchor_logic\": {\"mode\": \"no_anchor\"}}",
+                 refused[i]);
+        vx_gate_config cfg;
+        vx_gate_diag diag;
+        assert_int_equal(vx_gate_config_parse(txt, strlen(txt), "body", tmpdir, &cfg, &diag), VX_ERR_FORMAT);
+        print_message("  %s: %s\n", refused[i], vx_last_error());
+        assert_non_null(strstr(vx_last_error(), "zones.gate_area"));
+        assert_non_null(strstr(vx_last_error(), "relative"));
+        assert_string_equal(diag.error.key, "zones.gate_area");
+    }
+    /* next to the rules: fine, and a name that merely starts with ".." too */
+    write_file("zones/..ga.json", GOOD_GA);
+    static const char *const taken[] = {"zones/ga.json", "./zones/ga.json", "zones/..ga.json"};
+    for (size_t i = 0; i < sizeof taken / sizeof *taken; i++) {
+        char txt[512];
+        snprintf(txt, sizeof txt,
+                 "{\"zones\": {\"gate_area\": \"%s\"}, \"guard_anchor_logic\": {\"mode\": \"no_anchor\"}}",
+                 taken[i]);
+        vx_gate_config cfg;
+        if (vx_gate_config_parse(txt, strlen(txt), "body", tmpdir, &cfg, NULL) != VX_OK)
+            fail_msg("%s: %s", taken[i], vx_last_error());
+        assert_string_equal(cfg.gate_area.zone_id, "ga");
+    }
+    /* the operator's file: an absolute path is theirs to give */
+    char txt[1024];
+    snprintf(txt, sizeof txt,
+             "{\"zones\": {\"gate_area\": \"%s\"}, \"guard_anchor_logic\": {\"mode\": \"no_anchor\"}}",
+             tpath("zones/ga.json"));
+    write_file("abs.json", txt);
+    vx_gate_config cfg;
+    if (vx_gate_config_load(tpath("abs.json"), &cfg, NULL) != VX_OK)
+        fail_msg("%s", vx_last_error());
+    assert_string_equal(cfg.gate_area.zone_id, "ga");
+}
+
 /* The key locator behind "file:line: key" messages reads whatever text
  * jansson accepted: a NUL byte after a number (jansson skips it) and
  * nesting deeper than the locator follows once sent it into an endless
@@ -1423,6 +1470,7 @@ int main(void)
         cmocka_unit_test(test_config_memory_and_swap),
         cmocka_unit_test(test_config_locate_odd_text),
         cmocka_unit_test(test_config_json_round_trip_exact),
+        cmocka_unit_test(test_config_paths_confined),
     };
     int fails = cmocka_run_group_tests_name("gate engine", engine, NULL, NULL);
     fails += cmocka_run_group_tests_name("gate config", config, setup_dir, teardown_dir);

@@ -414,6 +414,12 @@ def test_config_bad_input(ctx):
     high = json.loads(json.dumps(running))
     high["scoring"]["threshold"] = 7
     expect_4xx(port, "/gate/config", 422, method="POST", body=json.dumps(high).encode(), detail="threshold")
+    for probe in ("/etc/passwd", "../../../../etc/passwd"):  # no reading files outside the rules' folder
+        peek = json.loads(json.dumps(running))
+        peek["zones"]["gate_area"] = probe
+        doc, _ = expect_4xx(port, "/gate/config", 422, method="POST", body=json.dumps(peek).encode(),
+                            detail="relative")
+        assert "root:" not in json.dumps(doc), doc
     unchanged()
     ctx["running"], ctx["on_disk"] = running, on_disk
 

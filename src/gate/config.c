@@ -200,6 +200,7 @@ typedef struct {
     size_t len;
     vx_gate_diag *diag;
     const char *prefix; /* key path prefix inside this text ("zones.gate_area" for inline zones) */
+    int confined;       /* zone file paths must stay inside base_dir (documents from outside) */
 } ctx;
 
 static void path_join(char *out, size_t cap, const char *a, const char *b)
@@ -521,7 +522,7 @@ vx_err vx_gate_zone_parse(const char *text, size_t len, const char *name, vx_gat
     vx_err e = parse_text(text, len, name, &root, diag);
     if (e)
         return e;
-    ctx c = {name, text, len, diag, ""};
+    ctx c = {name, text, len, diag, "", 0};
     vx_gate_zone z;
     e = zone_from_json(&c, root, "", &z);
     json_decref(root);
@@ -546,7 +547,7 @@ static vx_err zone_load_file(const char *path, const char *shown, vx_gate_zone *
     json_t *root;
     e = parse_text((const char *)data, len, shown, &root, diag);
     if (e == VX_OK) {
-        ctx c = {shown, (const char *)data, len, diag, ""};
+        ctx c = {shown, (const char *)data, len, diag, "", 0};
         vx_gate_zone z;
         e = zone_from_json(&c, root, "", &z);
         json_decref(root);
@@ -585,6 +586,18 @@ static vx_err zone_entry(ctx *c, json_t *zones, const char *slot, vx_gate_zone_t
         const char *rel = json_string_value(v);
         if (!*rel)
             return fail_at(c, VX_ERR_FORMAT, p, "empty path");
+        if (c->confined) {
+            /* A document from outside (a POST body) names files next to
+             * the rules only: no absolute path, no '..' component.
+             * Otherwise it could probe any file the server can read. */
+            int up = 0;
+            for (const char *q = rel; *q && !up; q = strchr(q, '/') ? strchr(q, '/') + 1 : q + strlen(q))
+                up = q[0] == '.' && q[1] == '.' && (q[2] == '/' || q[2] == 0);
+            if (rel[0] == '/' || up)
+                return fail_at(c, VX_ERR_FORMAT, p,
+                               "a zone file path here must be relative to the rules' folder, without "
+                               "'..' (or give the zone inline)");
+        }
         char full[VX_GATE_PATH_MAX];
         if (rel[0] == '/' || !base_dir || !*base_dir)
             snprintf(full, sizeof full, "%s", rel);
@@ -773,8 +786,8 @@ static vx_err rules_from_json(ctx *c, json_t *root, const char *base_dir, vx_gat
     return VX_OK;
 }
 
-vx_err vx_gate_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
-                            vx_gate_config *cfg, vx_gate_diag *diag)
+static vx_err config_parse(const char *text, size_t len, const char *name, const char *base_dir, int confined,
+                           vx_gate_config *cfg, vx_gate_diag *diag)
 {
     if (diag)
         memset(diag, 0, sizeof *diag);
@@ -788,7 +801,7 @@ vx_err vx_gate_config_parse(const char *text, size_t len, const char *name, cons
     vx_err e = parse_text(text, len, name, &root, diag);
     if (e)
         return e;
-    ctx c = {name, text, len, diag, ""};
+    ctx c = {name, text, len, diag, "", confined};
     vx_gate_config tmp;
     vx_gate_config_default(&tmp);
     e = rules_from_json(&c, root, base_dir, &tmp);
@@ -798,6 +811,12 @@ vx_err vx_gate_config_parse(const char *text, size_t len, const char *name, cons
     if (e == VX_OK)
         *cfg = tmp;
     return e;
+}
+
+vx_err vx_gate_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
+                            vx_gate_config *cfg, vx_gate_diag *diag)
+{
+    return config_parse(text, len, name, base_dir, 1, cfg, diag);
 }
 
 vx_err vx_gate_config_load(const char *rules_path, vx_gate_config *cfg, vx_gate_diag *diag)
@@ -824,7 +843,7 @@ vx_err vx_gate_config_load(const char *rules_path, vx_gate_config *cfg, vx_gate_
         *slash = 0;
     else
         snprintf(dir, sizeof dir, ".");
-    e = vx_gate_config_parse((const char *)data, len, rules_path, dir, cfg, diag);
+    e = config_parse((const char *)data, len, rules_path, dir, 0, cfg, diag);
     free(data);
     return e;
 }

@@ -148,8 +148,11 @@ void vx_gate_config_default(vx_gate_config *cfg);
 vx_err vx_gate_config_load(const char *rules_path, vx_gate_config *cfg, vx_gate_diag *diag);
 
 /* The same from memory (a POST body): `name` is used in messages; zone
- * entries may be file paths (resolved against base_dir, which may be NULL
- * for the current directory) or zone objects inline. */
+ * entries may be zone objects inline or file paths relative to base_dir
+ * (NULL: the current directory).  Such a document comes from outside, so
+ * its paths may not be absolute nor contain a '..' component: it cannot
+ * make the server read files elsewhere (vx_gate_config_load, for the
+ * operator's own rules file, allows both). */
 vx_err vx_gate_config_parse(const char *text, size_t len, const char *name, const char *base_dir,
                             vx_gate_config *cfg, vx_gate_diag *diag);
 

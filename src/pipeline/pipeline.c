@@ -886,9 +886,7 @@ vx_err vx_pipelines_gate_update(vx_pipelines *m, const char *text, size_t len, v
     if (!err) {
         /* Persisted in its normalised form (zones inline): the file then
          * stands alone, and reads back to exactly this config. */
-        json_t *j = vx_gate_config_to_json(cfg);
-        doc = j ? json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(13)) : NULL;
-        json_decref(j);
+        doc = vx_gate_config_json(cfg);
         if (!doc)
             err = vx_fail(VX_ERR_NOMEM, "out of memory");
     }
