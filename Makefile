@@ -9,7 +9,7 @@
 # Variables (override on the command line, e.g. `make test FUZZ_SECONDS=10`):
 #   CACHE         models and samples (exported to every command as VEROLUX_CACHE)
 #   JOBS          parallel build jobs (default: nproc)
-#   FUZZ_SECONDS  time per fuzz target (default 40: three targets, about 2 minutes in all)
+#   FUZZ_SECONDS  time per fuzz target (default 60: three targets, 3 minutes in all)
 #   RUN_CMD       the command `make run` executes
 #   CTEST_ARGS    extra ctest arguments (e.g. -R nms)
 
@@ -26,7 +26,7 @@ BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
 FUZZ_DIR ?= build-fuzz
 FUZZ_CC ?= clang
-FUZZ_SECONDS ?= 40
+FUZZ_SECONDS ?= 60
 CTEST_ARGS ?=
 RUN_CMD ?= $(BUILD_DIR)/verolux serve
 
