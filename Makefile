@@ -59,7 +59,10 @@ test-unit: build
 	$(CTEST) --test-dir $(BUILD_DIR)
 
 test-asan: setup
-	$(call configure,$(ASAN_DIR),-DCMAKE_BUILD_TYPE=Debug -DVX_SANITIZE=ON -DVX_WERROR=ON)
+	# The generated ONNX fixtures and gate scenarios are shared with the
+	# Release tree (deterministic, cached by their stamps): made once, not twice.
+	$(call configure,$(ASAN_DIR),-DCMAKE_BUILD_TYPE=Debug -DVX_SANITIZE=ON -DVX_WERROR=ON \
+	    -DVX_ONNX_FIXTURES=$(abspath $(BUILD_DIR))/onnx-fixtures -DVX_SCENARIOS=$(abspath $(BUILD_DIR))/scenarios)
 	cmake --build $(ASAN_DIR) -j $(JOBS)
 	# The ONNX Runtime oracle compares numbers (the Release run covers it);
 	# under ASan it only runs the same binary slower.
