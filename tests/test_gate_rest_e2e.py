@@ -253,6 +253,31 @@ def test_events_stored_before_sent(ctx):
           f"t={events[0]['t']}", flush=True)
 
 
+def test_one_gate_per_source(ctx):
+    """A client detecting at full resolution (use_substream=false) gets a
+    pipeline of its own, but the source keeps one gate engine: no visit is
+    recorded twice, and a gate-check client asking for full resolution is
+    served by that one engine."""
+    port, db = ctx["port"], ctx["db"]
+    full = WS(port, "/ws/detections?use_substream=false")
+    try:
+        info = full.recv_json()
+        assert info["type"] == "connection_info" and info["use_substream"] is False, info
+        gc = WS(port, "/ws/gate-check?use_substream=false")
+        info = gc.recv_json()
+        assert info["use_substream"] is True, info  # the gate's own stream, not a second engine
+        gc.close()
+        before = db_rows(db, "SELECT COUNT(*) FROM sessions")[0][0]
+        events, _ = collect_events(port, 2, 60)  # while the full-resolution pipeline runs
+        assert any(e["type"] == "person_entered_gate_area" for e in events) or \
+            db_rows(db, "SELECT COUNT(*) FROM sessions")[0][0] > before, "nobody entered the gate in 60 s"
+    finally:
+        full.close()
+    sources = {r[0] for r in db_rows(db, "SELECT DISTINCT source FROM sessions")}
+    assert len(sources) == 1 and not any("#" in x for x in sources), f"sessions from several engines: {sources}"
+    print(f"     sessions all from one engine ({sources.pop()}) while a full-resolution client ran", flush=True)
+
+
 def test_mqtt_published(ctx):
     sub, db = ctx["sub"], ctx["db"]
     # The first events were published before this test looked: wait until
@@ -524,7 +549,7 @@ def main():
         sub = Subscriber(broker.port, "verolux/#")
         srv = Server(binary, ["--gate-rules", rules, "--db", db, "--mqtt-url", f"mqtt://{HOST}:{broker.port}"])
         ctx = {"port": srv.port, "db": db, "rules": rules, "sub": sub}
-        tests = [test_events_stored_before_sent, test_mqtt_published, test_completions_and_stats,
+        tests = [test_events_stored_before_sent, test_one_gate_per_source, test_mqtt_published, test_completions_and_stats,
                  test_bad_queries, test_sql_looking_ids, test_counts_and_resets, test_config_bad_input,
                  test_config_update]
         for t in tests:

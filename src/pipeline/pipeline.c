@@ -438,7 +438,7 @@ static void pipeline_destroy(vx_pipeline *p)
 }
 
 /* Called with m->lock held. */
-static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int use_sub, int scaled,
+static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int use_sub, int scaled, int gated,
                              const char *key, vx_pipeline **out)
 {
     vx_pipeline *p = calloc(1, sizeof *p);
@@ -457,13 +457,11 @@ static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int u
         vx_hist_init(&p->stages[i]);
     vx_hist_init(&p->latency);
     vx_err err = vx_fanout_create(&p->fanout);
-    if (!err && m->gate_cfg) {
-        /* A source's variants (full resolution, substream) are separate
-         * pipelines with engines of their own: their rows say which. */
-        const char *variant = strchr(key + strlen(r->key), '#');
-        char label[VX_SOURCE_KEY_MAX + 16];
-        snprintf(label, sizeof label, "%s%s", r->display, variant ? variant : "");
-        err = vx_gate_stage_create(m->gate_cfg, m->o.store, m->o.mqtt, label, &p->gate);
+    if (!err && m->gate_cfg && gated) {
+        /* One gate engine per source, on its default detection stream; a
+         * full-resolution variant (use_substream=false) runs none, so a
+         * visit is never recorded twice. */
+        err = vx_gate_stage_create(m->gate_cfg, m->o.store, m->o.mqtt, r->display, &p->gate);
     }
     if (!err) {
         vx_video_source_opts vo;
@@ -637,7 +635,7 @@ vx_err vx_pipelines_create(const vx_pipelines_opts *opts, vx_pipelines **out)
             err = vx_source_policy_resolve(opts->policy, NULL, r);
         if (!err) {
             pthread_mutex_lock(&m->lock);
-            err = pipeline_start(m, r, 0, m->o.substream_scale < 1, r->key, &m->default_p);
+            err = pipeline_start(m, r, 0, m->o.substream_scale < 1, 1, r->key, &m->default_p);
             pthread_mutex_unlock(&m->lock);
         }
         free(r);
@@ -701,7 +699,7 @@ vx_err vx_pipelines_subscribe(vx_pipelines *m, const vx_pipeline_sub_opts *o, vx
                           "source '%s' refused: the server already runs %d sources (its limit)", r->display,
                           m->totals.running);
         } else {
-            err = pipeline_start(m, r, use_sub, scaled, key, &p);
+            err = pipeline_start(m, r, use_sub, scaled, o->use_substream, key, &p);
         }
     }
     if (!err)

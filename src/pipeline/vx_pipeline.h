@@ -222,10 +222,12 @@ typedef struct {
     const char *precision;      /* reported: "FP32", "BF16" (default "FP32") */
     int batch_size;             /* reported; frames per inference call (default 1) */
     int jpeg_quality;           /* MJPEG quality 1..100 (default 80) */
-    /* The gate check (NULL: none).  Every pipeline runs its own engine
-     * (tracker + gate) on these rules, loaded from gate_rules_path at
-     * create; events are committed to `store` (may be NULL: not kept)
-     * before anyone sees them, then published to `mqtt` (may be NULL). */
+    /* The gate check (NULL: none).  Each source's default detection
+     * stream (use_substream=true) runs one engine (tracker + gate) on these
+     * rules, loaded from gate_rules_path at create; its full-resolution
+     * variant runs none, so no visit is recorded twice.  Events are
+     * committed to `store` (may be NULL: not kept) before anyone sees
+     * them, then published to `mqtt` (may be NULL). */
     const char *gate_rules_path;
     vx_store *store; /* not owned */
     vx_mqtt *mqtt;   /* not owned */
