@@ -14,7 +14,12 @@
  *    buffer (with batch 1 and block-aligned channel offsets a slice of a
  *    blocked tensor is itself a dense blocked tensor);
  *  - residual Add fused as a `sum` post-op: the convolution writes into the
- *    other operand's buffer when that operand has no later reader.
+ *    other operand's buffer when that operand has no later reader;
+ *  - plain-layout Concat whose slices are contiguous, and graph outputs
+ *    whose plain form is a buffer of its own: producers write straight
+ *    into the concat buffer or the caller's output buffer.
+ * FP32 3x3 stride-1 convolutions with enough channels run Winograd (see
+ * conv_step).
  * Buffers are aliased through (root, offset) chains and packed into one
  * arena by liveness.  Operators oneDNN does not cover run the reference
  * kernels on plain copies, so every graph the loaders accept runs here.
