@@ -254,28 +254,39 @@ def test_events_stored_before_sent(ctx):
 
 
 def test_one_gate_per_source(ctx):
-    """A client detecting at full resolution (use_substream=false) gets a
-    pipeline of its own, but the source keeps one gate engine: no visit is
-    recorded twice, and a gate-check client asking for full resolution is
-    served by that one engine."""
+    """A client that only watches detections at full resolution
+    (use_substream=false) gets a pipeline of its own that records nothing:
+    no visit is stored twice.  A gate-check client asking for full
+    resolution (the spec's use_substream=false) does get a gate engine on
+    that stream, its rows labelled SOURCE#full."""
     port, db = ctx["port"], ctx["db"]
     full = WS(port, "/ws/detections?use_substream=false")
     try:
         info = full.recv_json()
         assert info["type"] == "connection_info" and info["use_substream"] is False, info
-        gc = WS(port, "/ws/gate-check?use_substream=false")
-        info = gc.recv_json()
-        assert info["use_substream"] is True, info  # the gate's own stream, not a second engine
-        gc.close()
         before = db_rows(db, "SELECT COUNT(*) FROM sessions")[0][0]
         events, _ = collect_events(port, 2, 60)  # while the full-resolution pipeline runs
         assert any(e["type"] == "person_entered_gate_area" for e in events) or \
             db_rows(db, "SELECT COUNT(*) FROM sessions")[0][0] > before, "nobody entered the gate in 60 s"
+        sources = {r[0] for r in db_rows(db, "SELECT DISTINCT source FROM sessions")}
+        assert len(sources) == 1 and not any("#" in x for x in sources), f"sessions from several engines: {sources}"
+        # Now a gate-check client on that same full-resolution stream.
+        gc = WS(port, "/ws/gate-check?use_substream=false")
+        try:
+            info = gc.recv_json()
+            assert info["use_substream"] is False, info
+            deadline = time.monotonic() + 30
+            while True:
+                assert time.monotonic() < deadline, "no gate_check with decisions at full resolution in 30 s"
+                m = gc.recv_json()
+                if m["type"] == "gate_check" and "persons" in m["decisions"]:
+                    break
+        finally:
+            gc.close()
     finally:
         full.close()
-    sources = {r[0] for r in db_rows(db, "SELECT DISTINCT source FROM sessions")}
-    assert len(sources) == 1 and not any("#" in x for x in sources), f"sessions from several engines: {sources}"
-    print(f"     sessions all from one engine ({sources.pop()}) while a full-resolution client ran", flush=True)
+    print(f"     a full-resolution detections client recorded nothing ({sources.pop()} only); a full-resolution "
+          f"gate-check client got decisions", flush=True)
 
 
 def test_mqtt_published(ctx):

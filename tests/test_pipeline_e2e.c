@@ -114,7 +114,7 @@ static vx_pipelines *start(vx_source_policy **policy, int max_sources)
 
 static vx_pipeline_sub *subscribe(vx_pipelines *m, const char *source, unsigned types, waiter *w)
 {
-    vx_pipeline_sub_opts so = {source, 1, types, 4, on_notify, w};
+    vx_pipeline_sub_opts so = {source, 1, types, 4, on_notify, w, 0};
     vx_pipeline_sub *s;
     if (vx_pipelines_subscribe(m, &so, &s) != VX_OK)
         fail_msg("%s: %s", source ? source : "(default)", vx_last_error());
@@ -230,7 +230,7 @@ static void test_jpeg_errors_idle_limit(void **state)
     vx_pipeline_msg_release(msg);
 
     /* Two pipelines run: the limit refuses a third source, and counts it. */
-    vx_pipeline_sub_opts so = {"webcam:7", 1, VX_MSG_RESULT, 4, NULL, NULL};
+    vx_pipeline_sub_opts so = {"webcam:7", 1, VX_MSG_RESULT, 4, NULL, NULL, 0};
     vx_pipeline_sub *s3;
     assert_int_equal(vx_pipelines_subscribe(m, &so, &s3), VX_ERR_UNAVAILABLE);
     assert_non_null(strstr(vx_last_error(), "its limit"));
@@ -404,7 +404,7 @@ static void test_camera_substream(void **state)
     assert_true(with_person >= 20);
     assert_true(right_half > 0);
     /* use_substream=false: detection on the main stream, its own pipeline. */
-    vx_pipeline_sub_opts so = {"gate", 0, VX_MSG_RESULT, 4, on_notify, &wm};
+    vx_pipeline_sub_opts so = {"gate", 0, VX_MSG_RESULT, 4, on_notify, &wm, 0};
     vx_pipeline_sub *sm;
     assert_int_equal(vx_pipelines_subscribe(m, &so, &sm), VX_OK);
     vx_pipeline_msg *msg = next_msg(sm, &wm, 30);

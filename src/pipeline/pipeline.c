@@ -61,7 +61,10 @@ struct vx_pipeline {
     vx_hist stages[VX_STAGE_COUNT];
     vx_hist latency;
 
-    vx_gate_stage *gate; /* NULL: no gate rules */
+    /* NULL: none (no gate rules, or a full-resolution variant no gate-check
+     * client asked for yet).  Attached later under the manager's lock;
+     * atomic because the worker reads it without that lock. */
+    vx_gate_stage *_Atomic gate;
 };
 
 struct vx_pipeline_sub {
@@ -438,6 +441,23 @@ static void pipeline_destroy(vx_pipeline *p)
 }
 
 /* Called with m->lock held. */
+/* Gives p a gate engine (with gate rules; none yet).  A source's variants
+ * (full resolution, substream) that both run one say which in their rows.
+ * Under m->lock, or before p is listed. */
+static vx_err attach_gate(vx_pipelines *m, vx_pipeline *p)
+{
+    if (!m->gate_cfg || p->gate)
+        return VX_OK;
+    const char *variant = strchr(p->key + strlen(p->src.key), '#');
+    char label[VX_SOURCE_KEY_MAX + 16];
+    snprintf(label, sizeof label, "%s%s", p->src.display, variant ? variant : "");
+    vx_gate_stage *g;
+    vx_err err = vx_gate_stage_create(m->gate_cfg, m->o.store, m->o.mqtt, label, &g);
+    if (!err)
+        p->gate = g;
+    return err;
+}
+
 static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int use_sub, int scaled, int gated,
                              const char *key, vx_pipeline **out)
 {
@@ -457,12 +477,8 @@ static vx_err pipeline_start(vx_pipelines *m, const vx_source_resolved *r, int u
         vx_hist_init(&p->stages[i]);
     vx_hist_init(&p->latency);
     vx_err err = vx_fanout_create(&p->fanout);
-    if (!err && m->gate_cfg && gated) {
-        /* One gate engine per source, on its default detection stream; a
-         * full-resolution variant (use_substream=false) runs none, so a
-         * visit is never recorded twice. */
-        err = vx_gate_stage_create(m->gate_cfg, m->o.store, m->o.mqtt, r->display, &p->gate);
-    }
+    if (!err && gated)
+        err = attach_gate(m, p);
     if (!err) {
         vx_video_source_opts vo;
         vx_video_source_opts_default(&vo);
@@ -699,8 +715,10 @@ vx_err vx_pipelines_subscribe(vx_pipelines *m, const vx_pipeline_sub_opts *o, vx
                           "source '%s' refused: the server already runs %d sources (its limit)", r->display,
                           m->totals.running);
         } else {
-            err = pipeline_start(m, r, use_sub, scaled, o->use_substream, key, &p);
+            err = pipeline_start(m, r, use_sub, scaled, o->use_substream || o->gate, key, &p);
         }
+    } else if (o->gate) {
+        err = attach_gate(m, p); /* a gate-check client on a variant that ran without one */
     }
     if (!err)
         err = vx_fanout_add(p->fanout, o->types, o->queue, o->notify, o->user, &s->sub);

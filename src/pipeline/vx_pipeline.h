@@ -222,12 +222,14 @@ typedef struct {
     const char *precision;      /* reported: "FP32", "BF16" (default "FP32") */
     int batch_size;             /* reported; frames per inference call (default 1) */
     int jpeg_quality;           /* MJPEG quality 1..100 (default 80) */
-    /* The gate check (NULL: none).  Each source's default detection
-     * stream (use_substream=true) runs one engine (tracker + gate) on these
-     * rules, loaded from gate_rules_path at create; its full-resolution
-     * variant runs none, so no visit is recorded twice.  Events are
-     * committed to `store` (may be NULL: not kept) before anyone sees
-     * them, then published to `mqtt` (may be NULL). */
+    /* The gate check (NULL: none).  A source's default detection stream
+     * (use_substream=true) runs an engine (tracker + gate) on these rules,
+     * loaded from gate_rules_path at create; its full-resolution variant
+     * runs one only once a gate-check subscriber asks for it (rows
+     * labelled SOURCE#full), so clients that only watch detections at full
+     * resolution record nothing.  Events are committed to `store` (may be
+     * NULL: not kept) before anyone sees them, then published to `mqtt`
+     * (may be NULL). */
     const char *gate_rules_path;
     vx_store *store; /* not owned */
     vx_mqtt *mqtt;   /* not owned */
@@ -247,6 +249,7 @@ typedef struct {
     int queue;               /* messages queued before the oldest is dropped (1..4096) */
     vx_sub_notify_fn notify; /* see the threading rules above */
     void *user;
+    int gate; /* reads the gate check: its pipeline runs a gate engine (with gate rules) */
 } vx_pipeline_sub_opts;
 
 /* Resolves the source, starts its pipeline if needed and subscribes.  A

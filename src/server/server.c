@@ -421,18 +421,9 @@ static int ws_open(vx_server *srv, struct lws *wsi, pss_t *pss)
     s->counted = 1;
     srv->c.clients_ws++;
     limit_sndbuf(wsi, WS_SNDBUF);
-    /* With gate rules, the gate check runs once per source, on its
-     * default detection stream: a gate-check client gets that one
-     * whatever it asked. */
-    if (s->gate && !args.use_substream && vx_pipelines_gate_enabled(srv->o.pipelines)) {
-        VX_INFO("server: %s: use_substream=false ignored: the gate check runs on the source's default "
-                "detection stream",
-                path);
-        args.use_substream = 1;
-    }
     s->use_substream = args.use_substream;
-    vx_pipeline_sub_opts so = {args.source,         args.use_substream, VX_MSG_RESULT,
-                               srv->o.client_queue, on_notify,          s};
+    vx_pipeline_sub_opts so = {
+        args.source, args.use_substream, VX_MSG_RESULT, srv->o.client_queue, on_notify, s, s->gate};
     err = vx_pipelines_subscribe(srv->o.pipelines, &so, &s->sub);
     free(store);
     if (err) {
@@ -640,9 +631,13 @@ static int stream_start(session *s)
         return http_detail(s, 503, "server busy: %d clients connected (its limit); try again later",
                            clients(srv));
     }
-    vx_pipeline_sub_opts so = {
-        args.source,         args.use_substream, args.overlay ? VX_MSG_JPEG_OVERLAY : VX_MSG_JPEG,
-        srv->o.client_queue, on_notify,          s};
+    vx_pipeline_sub_opts so = {args.source,
+                               args.use_substream,
+                               args.overlay ? VX_MSG_JPEG_OVERLAY : VX_MSG_JPEG,
+                               srv->o.client_queue,
+                               on_notify,
+                               s,
+                               0};
     err = vx_pipelines_subscribe(srv->o.pipelines, &so, &s->sub);
     free(store);
     if (err) {
