@@ -25,17 +25,23 @@
 #define W 768
 #define H 576
 
+/* A normalised axis-aligned rectangle [x0, x1] x [y0, y1] as a zone. */
+static void rect_zone(vx_gate_zone *z, const char *id, vx_gate_zone_type type, double x0, double x1,
+                      double y0, double y1)
+{
+    snprintf(z->zone_id, sizeof z->zone_id, "%s", id);
+    z->type = type;
+    z->normalized = 1;
+    z->npoints = 4;
+    double pts[4][2] = {{x0, y0}, {x1, y0}, {x1, y1}, {x0, y1}};
+    memcpy(z->pts, pts, sizeof pts);
+}
+
 static void config(vx_gate_config *cfg)
 {
     vx_gate_config_default(cfg);
     snprintf(cfg->gate_id, sizeof cfg->gate_id, "test-gate");
-    vx_gate_zone *z = &cfg->gate_area;
-    snprintf(z->zone_id, sizeof z->zone_id, "band");
-    z->type = VX_GATE_ZONE_GATE_AREA;
-    z->normalized = 1;
-    z->npoints = 4;
-    double pts[4][2] = {{0.4, 0.0}, {0.6, 0.0}, {0.6, 1.0}, {0.4, 1.0}};
-    memcpy(z->pts, pts, sizeof pts);
+    rect_zone(&cfg->gate_area, "band", VX_GATE_ZONE_GATE_AREA, 0.4, 0.6, 0.0, 1.0);
     cfg->anchor_mode = VX_GATE_ANCHOR_NONE;
     cfg->has_guard_anchor = 0;
     if (vx_gate_config_validate(cfg) != VX_OK)
@@ -69,13 +75,7 @@ static int setup_mode(void **state, int either)
     config(&cfg);
     if (either) {
         /* A guard anchor in the top-left corner, away from everyone's path. */
-        vx_gate_zone *a = &cfg.guard_anchor;
-        snprintf(a->zone_id, sizeof a->zone_id, "post");
-        a->type = VX_GATE_ZONE_GUARD_ANCHOR;
-        a->normalized = 1;
-        a->npoints = 4;
-        double pts[4][2] = {{0.0, 0.0}, {0.1, 0.0}, {0.1, 0.1}, {0.0, 0.1}};
-        memcpy(a->pts, pts, sizeof pts);
+        rect_zone(&cfg.guard_anchor, "post", VX_GATE_ZONE_GUARD_ANCHOR, 0.0, 0.1, 0.0, 0.1);
         cfg.has_guard_anchor = 1;
         cfg.anchor_mode = VX_GATE_ANCHOR_EITHER;
         if (vx_gate_config_validate(&cfg) != VX_OK)
